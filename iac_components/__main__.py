@@ -1,0 +1,4 @@
+from iac_components.cli import main
+
+if __name__ == "__main__":
+    main()

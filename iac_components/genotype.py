@@ -1,0 +1,209 @@
+"""Genotypes: the decided (discrete) form of an IAC cell, their JSON files, and their derivation from α and β.
+
+A cell has two input nodes (state 0: the skip feature; state 1: the next coarser encoder feature, resized and
+projected) and ``n_nodes`` intermediate nodes (states 2, 3, ...). Intermediate node ``j`` may take any earlier
+state as input. A genotype names, per intermediate node, its two inputs and the op on each edge, as in DARTS.
+
+Importance (DESIGN.md), used by the derivation, the pruning handler and the analysis alike:
+``importance(e=(i, j), o) = softmax(β_j)_i × softmax(α_e)_o``, the effective mixing weight of op ``o`` on edge
+``e`` inside node ``j``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from iac_components.ops import OPS
+from iac_components.utils import write_json_atomic
+
+__all__ = [
+    "GENOTYPE_FORMAT",
+    "Genotype",
+    "derive_genotype",
+    "edge_key",
+    "edge_importance",
+    "load_genotypes",
+    "parse_edge_key",
+    "save_genotypes",
+]
+
+GENOTYPE_FORMAT = "iac-genotype/1"
+NUM_INPUT_NODES = 2
+
+
+def edge_key(i: int, j: int) -> str:
+    """Human-readable name of the edge from state ``i`` into node state ``j`` (``"0->2"``)."""
+    return f"{i}->{j}"
+
+
+def parse_edge_key(key: str) -> tuple[int, int]:
+    """Inverse of :func:`edge_key`."""
+    try:
+        i, j = key.split("->")
+        return int(i), int(j)
+    except ValueError as e:
+        raise ValueError(f"not an edge name: {key!r} (expected 'i->j')") from e
+
+
+@dataclass(frozen=True)
+class Genotype:
+    """A decided IAC cell.
+
+    Args:
+        nodes: one entry per intermediate node (states 2, 3, ... in order); each entry is two ``(input, op)``
+            pairs, ``input`` being the index of an earlier state (0 skip, 1 coarse, 2.. intermediate nodes).
+    """
+
+    nodes: tuple[tuple[tuple[int, str], tuple[int, str]], ...]
+
+    def __post_init__(self) -> None:
+        nodes = tuple(tuple((int(i), str(op)) for i, op in node) for node in self.nodes)
+        object.__setattr__(self, "nodes", nodes)
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.nodes)
+
+    def edges(self) -> list[tuple[int, int, str]]:
+        """``(input, node_state, op)`` for every edge of the cell, in node order."""
+        return [(i, j + NUM_INPUT_NODES, op) for j, node in enumerate(self.nodes) for i, op in node]
+
+    def validate(self, n_nodes: int | None = None, ops: Sequence[str] | None = None) -> Genotype:
+        """Check the genotype against a cell with ``n_nodes`` intermediate nodes and the allowed ``ops``.
+
+        Raises:
+            ValueError: one line naming the offending node, input or op.
+        """
+        if n_nodes is not None and self.n_nodes != n_nodes:
+            raise ValueError(f"genotype has {self.n_nodes} nodes but the cell has {n_nodes}")
+        allowed = set(OPS) if ops is None else set(ops)
+        for j, node in enumerate(self.nodes):
+            state = j + NUM_INPUT_NODES
+            if len(node) != 2:
+                raise ValueError(f"node {state} has {len(node)} inputs; a genotype node takes exactly 2")
+            inputs = [i for i, _ in node]
+            if len(set(inputs)) != 2:
+                raise ValueError(f"node {state} takes input {inputs[0]} twice")
+            for i, op in node:
+                if not 0 <= i < state:
+                    raise ValueError(f"node {state} cannot take input {i}: only states 0..{state - 1} precede it")
+                if op not in allowed:
+                    raise ValueError(f"node {state} uses unknown op {op!r}; valid ops: {', '.join(sorted(allowed))}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"nodes": [[{"input": i, "op": op} for i, op in node] for node in self.nodes]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Genotype:
+        try:
+            return cls(tuple(tuple((e["input"], e["op"]) for e in node) for node in d["nodes"]))
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"not a genotype: expected {{'nodes': [[{{'input', 'op'}}, ...], ...]}}, got {d!r}"[:300]) from e
+
+    def __str__(self) -> str:
+        return "; ".join(
+            f"n{j + NUM_INPUT_NODES}=" + "+".join(f"{op}({i})" for i, op in node) for j, node in enumerate(self.nodes)
+        )
+
+
+def save_genotypes(
+    path: str | os.PathLike, genotypes: Sequence[Genotype], share_genotype: bool, **meta: Any
+) -> str:
+    """Write ``genotype.json``: the genotype(s), whether one is shared by all levels, and free metadata."""
+    if share_genotype and len(genotypes) != 1:
+        raise ValueError(f"a shared genotype is one genotype, got {len(genotypes)}")
+    doc = {
+        "format": GENOTYPE_FORMAT,
+        "share_genotype": bool(share_genotype),
+        "genotypes": [g.to_dict() for g in genotypes],
+        "text": [str(g) for g in genotypes],
+        **meta,
+    }
+    return str(write_json_atomic(path, doc))
+
+
+def load_genotypes(
+    path: str | os.PathLike, num_levels: int | None = None, ops: Sequence[str] | None = None
+) -> list[Genotype]:
+    """Read ``genotype.json`` and return one genotype per level (a shared one repeated ``num_levels`` times).
+
+    Raises:
+        FileNotFoundError: the file does not exist (the message says to run the search first).
+        ValueError: the file is not a genotype file, or does not fit ``num_levels`` / ``ops``.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"genotype file not found: {path} (run the search workflow first: search.json)")
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"genotype file {path} is not valid JSON: {e}") from e
+    if not isinstance(doc, dict) or doc.get("format") != GENOTYPE_FORMAT:
+        raise ValueError(f"{path} is not a genotype file (expected format {GENOTYPE_FORMAT!r})")
+    genotypes = [Genotype.from_dict(g) for g in doc["genotypes"]]
+    n_nodes = doc.get("n_nodes")
+    for g in genotypes:
+        try:
+            g.validate(n_nodes=n_nodes, ops=ops)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from e
+    if doc.get("share_genotype", len(genotypes) == 1):
+        return genotypes * (num_levels or 1)
+    if num_levels is not None and len(genotypes) != num_levels:
+        raise ValueError(f"{path} holds {len(genotypes)} per-level genotypes but the network has {num_levels} skips")
+    return genotypes
+
+
+def edge_importance(
+    alphas: Mapping[str, torch.Tensor], betas: Mapping[int, torch.Tensor], node_inputs: Mapping[int, Sequence[int]]
+) -> dict[str, torch.Tensor]:
+    """``importance(e, o) = softmax(β_j)_e × softmax(α_e)_o`` for every live edge.
+
+    Args:
+        alphas: edge key -> α logits over the edge's live ops.
+        betas: node state -> β logits over the node's live inputs (in the order of ``node_inputs[j]``).
+        node_inputs: node state -> its live inputs.
+    """
+    out = {}
+    for j, inputs in node_inputs.items():
+        q = torch.softmax(betas[j].detach().float(), dim=0)
+        for k, i in enumerate(inputs):
+            out[edge_key(i, j)] = q[k] * torch.softmax(alphas[edge_key(i, j)].detach().float(), dim=0)
+    return out
+
+
+def derive_genotype(
+    alphas: Mapping[str, torch.Tensor],
+    betas: Mapping[int, torch.Tensor],
+    node_inputs: Mapping[int, Sequence[int]],
+    edge_ops: Mapping[str, Sequence[str]],
+) -> Genotype:
+    """Derive the discrete cell: per node its top-2 edges by importance, per edge its best op (never ``none``).
+
+    An edge scores ``softmax(β_j)_e × max_o softmax(α_e)_o`` over its ops other than ``none``; this is the
+    DESIGN.md importance of the op the edge would keep.
+    """
+    importance = edge_importance(alphas, betas, node_inputs)
+    nodes = []
+    for j in sorted(node_inputs):
+        scored = []
+        for i in node_inputs[j]:
+            key = edge_key(i, j)
+            imp = importance[key]
+            ops = list(edge_ops[key])
+            candidates = [k for k, op in enumerate(ops) if op != "none"] or list(range(len(ops)))
+            best = max(candidates, key=lambda k: float(imp[k]))
+            scored.append((float(imp[best]), i, ops[best]))
+        if len(scored) < 2:
+            raise ValueError(f"node {j} has {len(scored)} live inputs; a genotype needs 2")
+        top = sorted(scored, key=lambda s: -s[0])[:2]
+        nodes.append(tuple((i, op) for _, i, op in sorted(top, key=lambda s: s[1])))
+    return Genotype(tuple(nodes))

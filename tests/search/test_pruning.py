@@ -1,0 +1,228 @@
+"""The JSD rule on scripted α/β trajectories: an engine whose "arch step" writes α and β from a script."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from ignite.engine import Engine, Events
+
+from iac_components.cell import SearchCells
+from iac_components.genotype import edge_key, load_genotypes
+from iac_components.search.engine import SearchEvents
+from iac_components.search.pruning import JSDPruningHandler
+
+OPS = ["skip_connect", "avg_pool_3x3", "max_pool_3x3", "conv_3x3", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"]
+RANKED = [3.0, 2.5, 2.0, 1.5, 0.0, -0.5, -1.0, -1.5]  # a decided edge: clear gaps between all ranks
+
+
+class _Net(torch.nn.Module):
+    def __init__(self, cells):
+        super().__init__()
+        self.cells = cells
+
+    def arch_parameters(self):
+        return self.cells.arch_parameters()
+
+    def weight_parameters(self):
+        return self.cells.weight_parameters()
+
+
+class ScriptedSearch(Engine):
+    """Each iteration after warm-up is one 'arch step' that sets α and β to ``script(step, kind, where, names)``."""
+
+    def __init__(self, script, warmup_epochs=0, epoch_length=4, ops=OPS):
+        super().__init__(self._step)
+        self.register_events(*SearchEvents)
+        self.network = _Net(SearchCells([8, 8], ops=ops, cell_channels=8, partial_k=1))
+        self.optimizer = torch.optim.SGD(list(self.network.weight_parameters()), lr=0.1)
+        self.arch_optimizer = torch.optim.Adam(list(self.network.arch_parameters()), lr=0.1)
+        self.script, self.warmup_epochs, self.epoch_length = script, warmup_epochs, epoch_length
+
+    @property
+    def arch_steps(self):
+        return max(0, self.state.iteration - self.warmup_epochs * self.epoch_length)
+
+    def in_warmup(self):
+        return self.state.epoch <= self.warmup_epochs
+
+    def _step(self, engine, batch):
+        if self.in_warmup():
+            return
+        arch = self.network.cells.archs[0]
+        with torch.no_grad():
+            for key, ops in arch.edge_ops.items():
+                i, j = map(int, key.split("->"))
+                arch.alpha(i, j).copy_(torch.tensor(self.script(self.arch_steps, "edge", key, ops)))
+            for j, inputs in arch.node_inputs.items():
+                arch.beta(j).copy_(torch.tensor(self.script(self.arch_steps, "node", j, inputs)))
+        self.fire_event(SearchEvents.ARCH_STEP_COMPLETED)
+
+    def go(self, epochs):
+        return self.run(range(self.epoch_length), max_epochs=epochs)
+
+
+def _script(edges=None, nodes=None):
+    """Per-edge / per-node logit functions; the default keeps everything at zero (uniform)."""
+    edges, nodes = edges or {}, nodes or {}
+
+    def script(step, kind, where, names):
+        table = edges if kind == "edge" else nodes
+        fn = table.get(where)
+        if fn is None:
+            return [0.0] * len(names)
+        return fn(step, names)
+
+    return script
+
+
+def _by_name(values, universe=OPS):
+    return lambda step, names: [values[universe.index(n)] for n in names]
+
+
+def _handler(**kw):
+    kw = {"epsilon": 1e-3, "window": 1, "patience": 2, "margin": 0.02, **kw}
+    return JSDPruningHandler(**kw)
+
+
+def test_stable_decided_edge_drops_to_next_keep_size():
+    eng = ScriptedSearch(_script({"0->2": _by_name(RANKED)}))
+    h = _handler()
+    h.attach(eng)
+    eng.go(3)
+    # checks once per epoch (4 arch steps): d exists from check 2, stable at checks 2 and 3 -> prune at check 3
+    arch = eng.network.cells.archs[0]
+    assert arch.edge_ops["0->2"] == ["skip_connect", "avg_pool_3x3", "max_pool_3x3", "conv_3x3"]
+    ev = [e for e in h.events if e["kind"] == "edge"]
+    assert [(e["where"], e["epoch"], e["arch_step"]) for e in ev] == [("0->2", 3, 12)]
+    assert ev[0]["dropped"] == ["sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"]
+    # the edge keeps going down the schedule: 4 -> 2 after another `patience` stable checks (+1 to refill the window)
+    eng2 = ScriptedSearch(_script({"0->2": _by_name(RANKED)}))
+    h2 = _handler()
+    h2.attach(eng2)
+    eng2.go(9)
+    assert eng2.network.cells.archs[0].edge_ops["0->2"] == ["skip_connect"]
+    assert [e["arch_step"] for e in h2.events if e["where"] == "0->2"] == [12, 24, 36]
+
+
+def test_unstable_edge_is_untouched():
+    flip = lambda step, names: [RANKED[OPS.index(n)] * (1 if (step // 4) % 2 else -1) for n in names]  # noqa: E731
+    eng = ScriptedSearch(_script({"0->2": flip, "1->2": _by_name(RANKED)}))
+    h = _handler()
+    h.attach(eng)
+    eng.go(6)
+    arch = eng.network.cells.archs[0]
+    assert arch.edge_ops["0->2"] == OPS
+    assert h.epochs[-1]["groups"][0]["d_edge"]["0->2"] > 0.1
+    assert len(arch.edge_ops["1->2"]) < 8  # the rule itself works in the same run
+
+
+def test_near_uniform_alpha_that_barely_moves_is_stable_but_not_pruned():
+    tiny = lambda step, names: [1e-4 * step * OPS.index(n) for n in names]  # noqa: E731
+    eng = ScriptedSearch(_script({"0->2": tiny}))
+    h = _handler()
+    h.attach(eng)
+    eng.go(8)
+    assert eng.network.cells.archs[0].edge_ops["0->2"] == OPS
+    assert h.epochs[-1]["groups"][0]["stable_edge"]["0->2"] >= 6  # stable all along ...
+    assert h.events == []  # ... but undecided
+
+
+def test_warmup_epochs_do_not_count():
+    eng = ScriptedSearch(_script({"0->2": _by_name(RANKED)}), warmup_epochs=2)
+    h = _handler()
+    h.attach(eng)
+    eng.go(5)
+    assert [(e["epoch"], e["arch_step"]) for e in h.events] == [(5, 12)]
+    assert h.epochs[1]["checks"] == [] and h.epochs[1]["arch_steps"] == 0
+
+
+def test_interval_counts_arch_steps_so_epsilon_carries_across_epoch_lengths():
+    # the same trajectory per arch step, epochs 4x longer: pruning happens at the same arch step
+    drift = lambda step, names: [RANKED[OPS.index(n)] + 0.05 * min(step, 20) for n in names]  # noqa: E731
+    steps = []
+    for epoch_length in (4, 16):
+        eng = ScriptedSearch(_script({"0->2": _by_name(RANKED), "0->3": drift}), epoch_length=epoch_length)
+        h = _handler(interval=4)
+        h.attach(eng)
+        eng.go(48 // epoch_length)
+        steps.append([(e["where"], e["arch_step"]) for e in h.events])
+    assert steps[0] == steps[1] and steps[0]
+
+
+def test_node_keeps_its_two_best_inputs():
+    # node 4 (inputs 0..3): β favours 3 and 1; edge 0->4 has a strong op but a tiny β, so it loses
+    betas = {4: lambda step, names: [-3.0, 2.0, 0.0, 2.5][: len(names)] if len(names) == 4 else [2.0, 2.5]}
+    eng = ScriptedSearch(_script({"0->4": _by_name(RANKED)}, betas))
+    h = _handler()
+    h.attach(eng)
+    eng.go(3)
+    arch = eng.network.cells.archs[0]
+    assert arch.node_inputs[4] == [1, 3]
+    assert "0->4" not in arch.edge_ops and "2->4" not in arch.edge_ops
+    assert all("e0_4" not in c.edges and "e2_4" not in c.edges for c in eng.network.cells.cells)
+    node_events = [e for e in h.events if e["kind"] == "node"]
+    assert [(e["where"], e["kept"], e["dropped"]) for e in node_events] == [("4", [1, 3], [0, 2])]
+
+
+def test_engine_terminates_when_everything_is_decided_and_writes_the_genotype(tmp_path):
+    node_logits = {2: [1.0, 0.0], 3: [0.0, 2.0, 1.0], 4: [0.0, 0.0, 3.0, 2.0], 5: [3.0, 0.0, 0.0, 0.0, 2.0]}
+    nodes = {j: (lambda step, names, j=j: [node_logits[j][i] for i in names]) for j in node_logits}
+    edges = {}
+    for j in range(2, 6):
+        for i in range(j):
+            shift = (i + j) % 8
+            edges[edge_key(i, j)] = _by_name(RANKED[shift:] + RANKED[:shift])
+    eng = ScriptedSearch(_script(edges, nodes))
+    h = _handler(genotype_path=tmp_path / "genotype.json", history_path=tmp_path / "search_history.json")
+    h.attach(eng)
+    eng.go(50)
+    assert eng.state.epoch < 50 and eng.network.cells.is_decided()
+    g = load_genotypes(tmp_path / "genotype.json")[0]
+    assert [sorted(i for i, _ in node) for node in g.nodes] == [[0, 1], [1, 2], [2, 3], [0, 4]]
+    best = lambda i, j: OPS[(8 - (i + j) % 8) % 8]  # where RANKED's top value lands after the shift  # noqa: E731
+    assert g.nodes == tuple(tuple((i, best(i, j)) for i in ins) for j, ins in zip(range(2, 6), ([0, 1], [1, 2], [2, 3], [0, 4])))
+    hist = json.loads((tmp_path / "search_history.json").read_text())
+    assert hist["decided_at"]["epoch"] == eng.state.epoch
+    assert hist["epochs"][-1]["ops_alive"] == 8
+    assert [e["ops_alive"] for e in hist["epochs"]] == sorted((e["ops_alive"] for e in hist["epochs"]), reverse=True)
+    for key in ("alpha", "beta", "importance", "alpha_beta", "p", "q", "d_edge", "d_node"):
+        assert key in hist["epochs"][0]["groups"][0]
+    assert {"epoch", "arch_steps", "wall_clock_s", "events", "checks", "ops_alive"} <= set(hist["epochs"][0])
+
+
+def test_observe_only_records_the_same_history_and_prunes_nothing(tmp_path):
+    eng = ScriptedSearch(_script({"0->2": _by_name(RANKED)}))
+    h = _handler(prune=False, history_path=tmp_path / "h.json", genotype_path=tmp_path / "g.json")
+    h.attach(eng)
+    eng.go(5)
+    assert eng.state.epoch == 5 and eng.network.cells.archs[0].ops_alive() == 14 * 8
+    hist = json.loads((tmp_path / "h.json").read_text())
+    assert len(hist["epochs"]) == 5 and hist["events"] == [] and hist["method"].startswith("full search")
+    assert hist["epochs"][-1]["groups"][0]["stable_edge"]["0->2"] == 4
+    assert load_genotypes(tmp_path / "g.json")[0].nodes[0][0] == (0, "skip_connect")
+
+
+@pytest.mark.parametrize("bad", [{"epsilon": 0}, {"window": 0}, {"keep_schedule": (4, 2)}])
+def test_bad_rule_numbers_are_refused(bad):
+    with pytest.raises(ValueError):
+        JSDPruningHandler(**bad)
+
+
+def test_string_booleans_from_the_command_line():
+    assert JSDPruningHandler(prune="false").prune is False
+    assert JSDPruningHandler(prune="0").prune is False
+    assert JSDPruningHandler(prune="True").prune is True
+    with pytest.raises(ValueError, match="not a boolean"):
+        JSDPruningHandler(prune="maybe")
+
+
+def test_epoch_events_fire_in_order_with_checkpoint_saver_after(tmp_path):
+    order = []
+    eng = ScriptedSearch(_script({"0->2": _by_name(RANKED)}))
+    h = _handler()
+    h.attach(eng)
+    eng.add_event_handler(Events.EPOCH_COMPLETED, lambda e: order.append(len(h.epochs)))
+    eng.go(2)
+    assert order == [1, 2]  # a handler attached after sees the epoch already recorded

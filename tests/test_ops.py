@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from iac_components.ops import DEFAULT_OPS, OPS, build_op, check_op_names, register_op
+
+
+@pytest.mark.parametrize("spatial_dims,shape", [(2, (2, 8, 13, 10)), (3, (1, 8, 9, 6, 7))])
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_every_op_keeps_channels_and_resolution(name, spatial_dims, shape):
+    op = build_op(name, 8, spatial_dims, affine=True)
+    y = op(torch.randn(shape))
+    assert y.shape == shape
+
+
+def test_default_ops_are_the_design_set_and_none_is_off():
+    assert set(DEFAULT_OPS) == {
+        "skip_connect", "avg_pool_3x3", "max_pool_3x3", "conv_3x3",
+        "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5",
+    }
+    assert "none" in OPS and "none" not in DEFAULT_OPS
+
+
+def test_none_is_zero_and_skip_is_identity():
+    x = torch.randn(2, 4, 5, 5)
+    assert torch.equal(build_op("none", 4)(x), torch.zeros_like(x))
+    assert torch.equal(build_op("skip_connect", 4)(x), x)
+
+
+def test_avg_pool_keeps_a_constant_map_constant_at_the_border():
+    x = torch.full((1, 2, 6, 6), 3.0)
+    assert torch.allclose(build_op("avg_pool_3x3", 2)(x), x)
+
+
+def test_unknown_op_is_one_line_error_listing_valid_names():
+    with pytest.raises(ValueError, match=r"unknown operation 'conv_7x7'; valid operations: .*sep_conv_3x3") as e:
+        check_op_names(["skip_connect", "conv_7x7"])
+    assert "\n" not in str(e.value)
+
+
+def test_repeated_or_reregistered_op_is_refused():
+    with pytest.raises(ValueError, match="repeats"):
+        check_op_names(["conv_3x3", "conv_3x3"])
+    with pytest.raises(ValueError, match="already registered"):
+        register_op("conv_3x3")(lambda c, d, a: None)
+
+
+def test_search_ops_have_no_affine_norm():
+    op = build_op("sep_conv_3x3", 4, 2, affine=False)
+    norms = [m for m in op.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(not m.affine for m in norms)
