@@ -47,6 +47,9 @@ __all__ = [
 ]
 
 ParamRemap = dict[nn.Parameter, tuple[nn.Parameter, torch.Tensor]]
+
+# ops without weights give the same result on every edge leaving a node: computed once per node
+_PARAMETER_FREE = frozenset({"none", "skip_connect", "avg_pool_3x3", "max_pool_3x3"})
 """Old parameter -> (the parameter replacing it, indices of the old entries it keeps); for optimiser surgery."""
 
 
@@ -77,10 +80,12 @@ class _Projection(nn.Module):
 
 
 class MixedEdge(nn.Module):
-    """One edge of the supernet: ``Σ_o w_o · o(x)`` over its live ops, with PC-DARTS partial channels.
+    """One edge of the supernet: ``Σ_o w_o · o(x)`` over its live ops.
 
-    Only the first ``channels / partial_k`` channels go through the ops; the rest bypass them, then the channels
-    are shuffled (PC-DARTS). ``partial_k = 1`` is plain DARTS.
+    The edge sees only the op part of the PC-DARTS partial channels (``channels / partial_k`` channels); the
+    bypassing channels and the channel shuffle are applied once per node by :class:`SearchCell` (the shuffle
+    is a fixed permutation, so shuffling the node's sum equals PC-DARTS's sum of shuffled edges). ``partial_k =
+    1`` is plain DARTS.
 
     Args:
         channels: cell width.
@@ -101,16 +106,26 @@ class MixedEdge(nn.Module):
     def op_names(self) -> list[str]:
         return list(self.ops.keys())
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        k = self.partial_k
-        xa = x[:, : self.op_channels] if k > 1 else x
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, shared: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Mix the ops on ``x`` (the op channels only).
+
+        Args:
+            x: ``(N, channels / partial_k, ...)``.
+            weights: one weight per live op, in :attr:`op_names` order.
+            shared: results of parameter-free ops (pools, identity) on this same ``x``, filled and reused by
+                every edge that leaves the same node, so each is computed once per node rather than per edge.
+        """
         out = None
-        for w, op in zip(weights, self.ops.values()):
-            y = w * op(xa)
+        for w, (name, op) in zip(weights, self.ops.items()):
+            if shared is not None and name in _PARAMETER_FREE:
+                y = shared.get(name)
+                if y is None:
+                    y = shared[name] = op(x)
+            else:
+                y = op(x)
+            y = w * y
             out = y if out is None else out + y
-        if k == 1:
-            return out
-        return channel_shuffle(torch.cat([out, x[:, self.op_channels :]], dim=1), k)
+        return out
 
     def prune(self, keep: Sequence[str]) -> None:
         """Delete every op not in ``keep`` (modules and weights go; nothing is masked)."""
@@ -280,6 +295,8 @@ class SearchCell(_CellBase):
         partial_k: PC-DARTS K (1 = all channels through the ops).
         spatial_dims: 2 or 3.
         norm: MONAI norm spec for the projections.
+        channels_last: run the ops on channels-last tensors (2-D); many times faster for the depthwise
+            convolutions of the search space on CPUs.
     """
 
     def __init__(
@@ -292,9 +309,11 @@ class SearchCell(_CellBase):
         partial_k: int = 4,
         spatial_dims: int = 2,
         norm: str | tuple = "batch",
+        channels_last: bool = True,
     ):
         super().__init__(skip_channels, coarse_channels, cell_channels, n_nodes, spatial_dims, norm)
         self.partial_k = partial_k
+        self.channels_last = channels_last
         self.edges = nn.ModuleDict(
             {
                 _pname(i, j): MixedEdge(cell_channels, ops, partial_k, spatial_dims)
@@ -304,15 +323,32 @@ class SearchCell(_CellBase):
         )
 
     def forward(self, skip: torch.Tensor, coarse: torch.Tensor, arch: CellArchitecture) -> torch.Tensor:
+        k = self.partial_k
+        c_op = self.cell_channels // k
         states = self._inputs(skip, coarse)
+        # per state: its op channels (laid out once for the convolutions), its bypass channels, and the shared
+        # results of parameter-free ops; every edge leaving the state reuses them
+        prepared = [self._prepare(s, c_op) for s in states]
         for j, inputs in arch.node_inputs.items():
             q = torch.softmax(arch.beta(j), dim=0)
-            node = None
-            for k, i in enumerate(inputs):
-                y = q[k] * self.edges[_pname(i, j)](states[i], torch.softmax(arch.alpha(i, j), dim=0))
-                node = y if node is None else node + y
+            op_sum, bypass = None, None
+            for n, i in enumerate(inputs):
+                xa, xb, shared = prepared[i]
+                y = q[n] * self.edges[_pname(i, j)](xa, torch.softmax(arch.alpha(i, j), dim=0), shared)
+                op_sum = y if op_sum is None else op_sum + y
+                if k > 1:
+                    b = q[n] * xb
+                    bypass = b if bypass is None else bypass + b
+            node = op_sum if k == 1 else channel_shuffle(torch.cat([op_sum, bypass], dim=1), k)
             states.append(node)
+            prepared.append(self._prepare(node, c_op))
         return self._output(skip, states)
+
+    def _prepare(self, state: torch.Tensor, c_op: int) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
+        xa = state[:, :c_op] if self.partial_k > 1 else state
+        if self.channels_last and state.ndim == 4:
+            xa = xa.contiguous(memory_format=torch.channels_last)
+        return xa, (state[:, c_op:] if self.partial_k > 1 else None), {}
 
     def apply_structure(self, structure: Mapping[str, Any]) -> None:
         """Delete every edge and op that ``structure`` (from :meth:`CellArchitecture.structure`) does not hold."""

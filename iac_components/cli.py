@@ -13,6 +13,9 @@ __all__ = ["IAC", "main"]
 class IAC:
     """IAC-LTH command line: synthetic data, dataset preparation, the demo, reports, benchmarks, bundles."""
 
+    def __init__(self) -> None:
+        self.bundles = Bundles()
+
     def synth(self, dataset: str, out_dir: str, patients: int = 20, seed: int = 0, **kwargs):
         """Write a synthetic stand-in for DATASET in its official raw layout under OUT_DIR."""
         from iac_components.data.synth import synthesize
@@ -24,6 +27,32 @@ class IAC:
         from iac_components.data.prepare import prepare_dataset
 
         return str(prepare_dataset(dataset, raw_dir, cache_dir, **kwargs))
+
+
+class Bundles:
+    """Generate the bundle collection from its template and table, or check the committed one."""
+
+    def generate(self, out: str = "bundles", names: str | None = None):
+        """Write the bundles (all, or the comma-separated NAMES) under OUT."""
+        from iac_components.bundles.generator import generate
+
+        written = generate(out, names)
+        print(f"{len(written)} file(s) written under {out}")
+
+    def check(self, out: str = "bundles", names: str | None = None):
+        """Fail when a bundle under OUT differs from what the generator writes."""
+        from iac_components.bundles.generator import check
+
+        problems = check(out, names)
+        if problems:
+            raise SystemExit("bundles differ from the generator's output (run `iac bundles generate`):\n  " + "\n  ".join(problems))
+        print(f"bundles under {out} match the generator")
+
+    def list(self):
+        """The names of the bundles of the collection."""
+        from iac_components.bundles.table import all_bundles
+
+        return [s.name for s in all_bundles()]
 
 
 def main() -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from iac_components.cell import CellArchitecture, FixedCells, MixedEdge, SearchCells, channel_shuffle
+from iac_components.cell import CellArchitecture, FixedCells, SearchCells, channel_shuffle
 from iac_components.genotype import Genotype
 from iac_components.ops import DEFAULT_OPS
 from iac_components.search.optim import sync_optimizer
@@ -74,13 +74,53 @@ def test_gradients_reach_gamma_then_alpha_beta_and_every_live_op():
                     assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
-def test_partial_channels_route_one_kth_through_the_ops():
-    edge = MixedEdge(8, ["skip_connect", "none"], partial_k=4)
+def _pc_darts_reference(cell, arch, skip, coarse):
+    """PC-DARTS as published: every edge mixes its ops on the first C/K channels, concatenates the bypass
+    channels and shuffles; a node sums its β-weighted edges. Uses the cell's own modules."""
+    k = cell.partial_k
+    c = cell.cell_channels // k
+    states = [cell.preprocess_skip(skip), cell.preprocess_coarse(coarse, skip.shape[2:])]
+    for j, inputs in arch.node_inputs.items():
+        q = torch.softmax(arch.beta(j), 0)
+        node = 0
+        for n, i in enumerate(inputs):
+            x = states[i]
+            p = torch.softmax(arch.alpha(i, j), 0)
+            mixed = sum(w * op(x[:, :c]) for w, op in zip(p, cell.edges[f"e{i}_{j}"].ops.values()))
+            node = node + q[n] * channel_shuffle(torch.cat([mixed, x[:, c:]], 1), k)
+        states.append(node)
+    return skip + cell.gamma * cell.postprocess(torch.cat(states[2:], 1))
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_search_cell_equals_pc_darts_per_edge_formula(k):
+    torch.manual_seed(0)
+    cells = SearchCells([8, 16, 24], cell_channels=8, partial_k=k).eval()
+    arch = cells.archs[0]
+    with torch.no_grad():
+        for p in arch.parameters():
+            p.normal_()
+        for c in cells.cells:
+            c.gamma.fill_(0.7)
+        feats = _features(2)
+        ours = cells(feats)[0]
+        ref = _pc_darts_reference(cells.cells[0], arch, feats[0], feats[1])
+    assert torch.allclose(ours, ref, atol=1e-5)
+
+
+def test_channel_shuffle_interleaves_groups():
     x = torch.arange(8.0).view(1, 8, 1, 1)
-    # ops see channels 0-1; skip_connect with weight 1 keeps them, the 6 bypassing channels are shuffled in
-    y = edge(x, torch.tensor([1.0, 0.0]))
-    assert sorted(y.flatten().tolist()) == list(range(8))
-    assert torch.equal(y, channel_shuffle(x, 4))
+    assert channel_shuffle(x, 4).flatten().tolist() == [0, 2, 4, 6, 1, 3, 5, 7]
+
+
+def test_parameter_free_ops_run_once_per_node_not_per_edge():
+    cells = SearchCells([8, 16, 24], cell_channels=8, partial_k=2)
+    calls = []
+    for cell in cells.cells[:1]:
+        for edge in cell.edges.values():
+            edge.ops["max_pool_3x3"].register_forward_hook(lambda *a: calls.append(1))
+    cells(_features(2))
+    assert len(calls) == 5  # one per state that feeds edges (0, 1, 2, 3, 4), not one per edge (14)
 
 
 def test_fixed_cell_holds_exactly_the_genotype_ops():

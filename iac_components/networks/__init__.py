@@ -14,6 +14,7 @@ from __future__ import annotations
 from iac_components.networks.backbones import BACKBONES, BackboneSpec, build_backbone
 from iac_components.networks.deep_supervision import DeepSupervisionStack, StackedDeepSupervisionLoss
 from iac_components.networks.nnunet import DynUNetAdapter, NNUNetPlan, build_nnunet, nnunet_2d_plan
+from iac_components.networks.slicewise import SliceWise
 from iac_components.networks.padding import PadToMultiple, PadToMultipleAdapter, crop_to, pad_to_multiple, size_multiple
 from iac_components.networks.torchvision_encoders import (
     TV_ENCODERS,
@@ -31,6 +32,7 @@ __all__ = [
     "NNUNetPlan",
     "PadToMultiple",
     "PadToMultipleAdapter",
+    "SliceWise",
     "StackedDeepSupervisionLoss",
     "TV_ENCODERS",
     "TorchvisionEncoder",

@@ -1,0 +1,236 @@
+"""What the bundles' JSON configs call: data preparation on first use, the networks of each workflow, and the
+patient-level evaluation. Each function fails with one line that says what to do (``SystemExit``), since a
+bundle run is a command a person typed.
+
+``inference.json`` never imports this module when it runs on ``models/model.ts`` alone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from iac_components.search.engine import _str_bool
+
+__all__ = [
+    "BundleData",
+    "DATA_SOURCES",
+    "as_bool",
+    "evaluate_models",
+    "fixed_network",
+    "inference_network",
+    "search_network",
+]
+
+#: Where each dataset comes from, for the message shown when it is missing.
+DATA_SOURCES: dict[str, str] = {
+    "acdc": "ACDC: https://www.creatis.insa-lyon.fr/Challenge/acdc/ (the 'database' folder with training/ and testing/)",
+    "brats": "BraTS 2021 / 2023: https://www.synapse.org/brats (one folder per case)",
+    "kits23": "KiTS23: https://github.com/neheller/kits23 (dataset/case_NNNNN/)",
+    "amos": "AMOS22: https://amos22.grand-challenge.org/ (imagesTr/, labelsTr/, dataset.json)",
+    "msd": "your data in the Medical Segmentation Decathlon layout (dataset.json with a 'training' list)",
+    "nnunet": "your data in the nnU-Net v2 raw layout (DatasetNNN_Name/ with imagesTr/, labelsTr/, dataset.json)",
+}
+
+
+def as_bool(value: Any) -> bool:
+    """``True``/``False`` from a config or command-line value: fire passes ``--x false`` as the string "false"."""
+    return _str_bool(value)
+
+
+def _fail(message: str) -> SystemExit:
+    return SystemExit(f"error: {message}")
+
+
+class BundleData:
+    """The data of a bundle run: prepares the slice cache on first use (idempotent) and the patient-level splits.
+
+    Args:
+        dataset: dataset adapter name (``acdc``, ``brats``, ``kits23``, ``amos``, ``msd``, ``nnunet``, ...).
+        dataset_dir: the raw dataset in its official layout.
+        cache_dir: where the preprocessed slice cache and ``splits.json`` go.
+        bundle_root: the bundle folder (for the hint of the message when the data is missing).
+        split_seed: seed of the patient-level folds.
+        official_split: ACDC's official 100/50 training/testing split.
+        settings: preprocessing overrides (``spacing``, ``spatial_size``, ...); None values are left to defaults.
+    """
+
+    def __init__(
+        self,
+        dataset: str,
+        dataset_dir: str,
+        cache_dir: str,
+        bundle_root: str | None = None,
+        split_seed: int = 0,
+        official_split: bool | str = False,
+        num_workers: int | None = None,
+        **settings: Any,
+    ) -> None:
+        from iac_components.data import DatasetError, make_splits, prepare_dataset
+
+        self.dataset = dataset
+        if not os.path.isdir(dataset_dir):
+            source = DATA_SOURCES.get(dataset, DATA_SOURCES.get(dataset.rstrip("0123456789"), dataset))
+            synth = "acdc" if dataset not in ("msd", "nnunet") else dataset
+            raise _fail(
+                f"no dataset at {dataset_dir} (--dataset_dir). Get {source}; or try synthetic data: "
+                f"iac synth {synth} /tmp/{synth}_synth && add --dataset_dir /tmp/{synth}_synth"
+            )
+        overrides = {k: v for k, v in settings.items() if v is not None}
+        try:
+            manifest_path = prepare_dataset(dataset, dataset_dir, cache_dir, num_workers=num_workers, **overrides)
+            self.splits = make_splits(manifest_path, seed=int(split_seed), official=as_bool(official_split))
+        except (DatasetError, FileNotFoundError, ValueError, TypeError) as e:
+            raise _fail(str(e).splitlines()[0]) from e
+        from iac_components.data import load_manifest
+
+        self.manifest = load_manifest(manifest_path)
+        self.cache_dir = str(cache_dir)
+
+    @property
+    def num_channels(self) -> int:
+        return len(self.manifest["channel_names"])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.manifest["class_names"])
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.manifest["class_names"])
+
+    @property
+    def spatial_size(self) -> list[int]:
+        return list(self.manifest["settings"]["spatial_size"])
+
+    @property
+    def spacing(self) -> list[float]:
+        return list(self.manifest["settings"]["spacing"])
+
+
+def _build_backbone(backbone: nn.Module | Mapping[str, Any]) -> nn.Module:
+    if isinstance(backbone, nn.Module):
+        return backbone
+    from iac_components.networks import build_backbone
+
+    return build_backbone(**backbone)
+
+
+def search_network(
+    backbone: nn.Module | Mapping[str, Any],
+    baseline_checkpoint: str,
+    run_first: str = "",
+    **cell_kwargs: Any,
+) -> nn.Module:
+    """The search supernet on the trained, frozen baseline (see
+    :func:`~iac_components.implant.implant_search_cells`); a missing baseline is a one-line error."""
+    from iac_components.implant import implant_search_cells
+
+    if not os.path.isfile(baseline_checkpoint):
+        raise _fail(f"no baseline checkpoint at {baseline_checkpoint}; train the baseline first: {run_first}")
+    try:
+        return implant_search_cells(_build_backbone(backbone), baseline_checkpoint=baseline_checkpoint, **cell_kwargs)
+    except ValueError as e:
+        raise _fail(str(e).splitlines()[0]) from e
+
+
+def fixed_network(
+    backbone: nn.Module | Mapping[str, Any],
+    genotype: str | None,
+    baseline_checkpoint: str | None = None,
+    run_first: str = "",
+    **cell_kwargs: Any,
+) -> nn.Module:
+    """The retrain network: the baseline with the fixed cells of ``genotype.json`` (see
+    :func:`~iac_components.implant.implant_fixed_cells`). ``genotype=None`` gives the baseline itself (the
+    no-cell control of the benchmark). Missing files are one-line errors."""
+    from iac_components.implant import implant_fixed_cells, load_network_weights
+
+    network = _build_backbone(backbone)
+    if baseline_checkpoint is not None and not os.path.isfile(baseline_checkpoint):
+        raise _fail(f"no baseline checkpoint at {baseline_checkpoint}; train the baseline first")
+    if genotype in (None, "", "none", "None"):
+        if baseline_checkpoint is not None:
+            load_network_weights(network, baseline_checkpoint)
+        return network
+    if not os.path.isfile(str(genotype)):
+        raise _fail(f"no genotype at {genotype}; run the search first: {run_first}")
+    try:
+        return implant_fixed_cells(network, str(genotype), baseline_checkpoint=baseline_checkpoint, **cell_kwargs)
+    except ValueError as e:
+        raise _fail(str(e).splitlines()[0]) from e
+
+
+def inference_network(
+    backbone: str,
+    in_channels: int,
+    out_channels: int,
+    genotype: str | None,
+    backbone_kwargs: Mapping[str, Any] | None = None,
+    cell_kwargs: Mapping[str, Any] | None = None,
+) -> nn.Module:
+    """The 3-D inference model: the retrained network (fixed cells) run slice-wise
+    (:class:`~iac_components.networks.SliceWise`). Built from plain values only, so ``inference.json`` can
+    switch it off (``_disabled_``) when it runs on ``model.ts`` without this package."""
+    from iac_components.networks import SliceWise
+
+    spec = {"name": backbone, "in_channels": in_channels, "out_channels": out_channels, **(backbone_kwargs or {})}
+    return SliceWise(fixed_network(spec, genotype, **(cell_kwargs or {})))
+
+
+def evaluate_models(
+    models: Mapping[str, tuple[nn.Module, str]],
+    data: BundleData,
+    output_dir: str,
+    fold: str = "test",
+    device: str | torch.device | None = None,
+    save_predictions: bool | str = False,
+) -> dict[str, Any]:
+    """Patient-level evaluation in the original grid of each named model, and their paired comparison.
+
+    Args:
+        models: name -> (network, checkpoint); a missing checkpoint skips that model with a note (the IAC model
+            is required).
+        data: the bundle's data.
+        output_dir: ``<output_dir>/<name>/metrics_per_case.csv`` and ``metrics_summary.json`` per model, and
+            ``comparison.json`` when two or more were evaluated.
+        fold: the split to report on.
+        device: where to run.
+        save_predictions: also write the predicted label maps.
+    """
+    from iac_components.data import evaluate_patients
+    from iac_components.implant import load_network_weights
+    from iac_components.utils import write_json_atomic
+
+    results: dict[str, Any] = {}
+    for name, (network, checkpoint) in models.items():
+        if not os.path.isfile(checkpoint):
+            if not results and name == next(iter(models)):
+                raise _fail(f"no {name} checkpoint at {checkpoint}; run its workflow first")
+            print(f"note: skipping {name}: no checkpoint at {checkpoint}")
+            continue
+        load_network_weights(network, checkpoint)
+        network = network.to(device).eval()
+        out = Path(output_dir) / name
+        summary = evaluate_patients(
+            network, data.manifest, fold=fold, splits=data.splits, out_dir=str(out), device=device,
+            save_predictions=as_bool(save_predictions),
+        )  # fmt: skip
+        results[name] = summary
+        print(f"{name}: mean Dice {summary['summary']['mean_dice']:.4f} over {summary['summary']['num_patients']} "
+              f"patients ({fold}); {out}")
+    report: dict[str, Any] = {n: r["summary"] for n, r in results.items()}
+    if len(results) > 1:
+        from iac_components.stats import compare_runs
+
+        report["comparison"] = compare_runs({n: r["rows"] for n, r in results.items()})
+        for n, c in report["comparison"]["vs_reference"].items():
+            print(f"{n} - {report['comparison']['reference']}: {c['mean_diff']:+.4f} Dice "
+                  f"(95% CI {c['ci95'][0]:+.4f}..{c['ci95'][1]:+.4f}, Wilcoxon p={c['wilcoxon_p']:.3g})")
+    write_json_atomic(Path(output_dir) / "evaluation.json", report)
+    return report

@@ -1,0 +1,154 @@
+"""The bundle collection as one table: datasets x backbones. The template (:mod:`.template`) turns each row
+pair into a bundle; dataset specifics that preprocessing needs (spacing, slice size, classes, channels,
+normalisation) come from :data:`iac_components.data.settings.DEFAULT_SETTINGS`, the one place they live.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["BACKBONE_ROWS", "DATASET_ROWS", "BundleSpec", "BackboneRow", "DatasetRow", "all_bundles", "get_bundle"]
+
+
+@dataclass(frozen=True)
+class DatasetRow:
+    """A dataset of the collection.
+
+    Attributes:
+        key: bundle-name prefix (``acdc`` -> ``acdc_iac``).
+        adapter: dataset adapter name (``iac_components.data``).
+        title: human name.
+        modality: for metadata (``MR``, ``CT``).
+        default_dir: default ``dataset_dir`` (the zoo's ``/workspace/data/...`` convention).
+        source: where to download it.
+        license: the data's terms, for ``docs/README.md``.
+        batch_size: slices per batch on one GPU.
+        epochs: default epochs of ``train``, ``search`` (the paper's 200-epoch budget), ``retrain``.
+        warmup_epochs: search epochs that train cell weights only.
+        augment: 2-D augmentation in the baseline and the retrain (the paper reports both regimes).
+        window_slices: slices per forward in 3-D inference (a ``SlidingWindowInferer`` window).
+        image_description: metadata text of the input.
+    """
+
+    key: str
+    adapter: str
+    title: str
+    modality: str
+    default_dir: str
+    source: str
+    license: str
+    batch_size: int = 16
+    epochs: dict[str, int] = field(default_factory=lambda: {"train": 100, "search": 200, "retrain": 100})
+    warmup_epochs: int = 10
+    augment: bool = True
+    window_slices: int = 16
+    image_description: str = ""
+
+
+@dataclass(frozen=True)
+class BackboneRow:
+    """A backbone of the collection.
+
+    Attributes:
+        key: bundle-name suffix (``""`` for the base U-Net: ``acdc_iac``; else ``acdc_iac_<key>``).
+        backbone: name in :data:`iac_components.networks.BACKBONES`.
+        title: human name.
+        kwargs: extra ``build_backbone`` arguments (``"@spatial_size"`` style references allowed).
+        deep_supervision: train with MONAI's ``DeepSupervisionLoss`` (nnU-Net).
+    """
+
+    key: str
+    backbone: str
+    title: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    deep_supervision: bool = False
+
+
+DATASET_ROWS: dict[str, DatasetRow] = {
+    "acdc": DatasetRow(
+        key="acdc", adapter="acdc", title="ACDC cine-MRI (RV, myocardium, LV)", modality="MR",
+        default_dir="/workspace/data/ACDC/database",
+        source="https://www.creatis.insa-lyon.fr/Challenge/acdc/",
+        license="ACDC data: free for research after registration; cite Bernard et al., IEEE TMI 2018.",
+        image_description="short-axis cine-MRI frame (ED or ES), z-scored over the image's non-zero voxels",
+    ),
+    "brats": DatasetRow(
+        key="brats", adapter="brats", title="BraTS 2021/2023 glioma MRI (NCR, ED, ET)", modality="MR",
+        default_dir="/workspace/data/BraTS2021", source="https://www.synapse.org/brats",
+        license="BraTS data: CC BY 4.0 / challenge terms; cite Baid et al. 2021 and Menze et al. 2015.",
+        image_description="4 MRI sequences (t1, t1ce, t2, flair), each z-scored over the brain (non-zero voxels)",
+    ),
+    "kits": DatasetRow(
+        key="kits", adapter="kits23", title="KiTS23 kidney CT (kidney, tumour, cyst)", modality="CT",
+        default_dir="/workspace/data/kits23/dataset", source="https://github.com/neheller/kits23",
+        license="KiTS23 data: CC BY-NC-SA 4.0; cite Heller et al.",
+        batch_size=8, window_slices=8,
+        image_description="abdominal CT, HU clipped to [-79, 304] and scaled to [0, 1]",
+    ),
+    "amos": DatasetRow(
+        key="amos", adapter="amos", title="AMOS22 abdominal CT/MRI (15 organs)", modality="CT",
+        default_dir="/workspace/data/amos22", source="https://amos22.grand-challenge.org/",
+        license="AMOS22 data: CC BY 4.0; cite Ji et al., NeurIPS 2022.",
+        batch_size=8, window_slices=8,
+        image_description="abdominal CT (HU clipped to [-175, 250], scaled) or MRI (z-scored)",
+    ),
+    "custom": DatasetRow(
+        key="custom", adapter="nnunet", title="your dataset (nnU-Net v2 raw or MSD layout)", modality="unknown",
+        default_dir="/workspace/data/nnUNet_raw/Dataset001_Custom",
+        source="your own data, in the nnU-Net v2 raw layout or the MSD layout (--dataset msd)",
+        license="as your data's.",
+        image_description="channels and classes read from the dataset's dataset.json",
+    ),
+}  # fmt: skip
+
+BACKBONE_ROWS: dict[str, BackboneRow] = {
+    "unet": BackboneRow("", "unet", "MONAI BasicUNet (base U-Net)"),
+    "vgg16": BackboneRow("vgg16", "vgg16", "FlexibleUNet with a torchvision VGG-16 encoder"),
+    "resnet50": BackboneRow("resnet50", "resnet50", "FlexibleUNet with a torchvision ResNet-50 encoder"),
+    "mobilenetv3_large": BackboneRow(
+        "mobilenetv3_large", "mobilenetv3_large", "FlexibleUNet with a torchvision MobileNetV3-Large encoder"
+    ),
+    "efficientnetv2_s": BackboneRow(
+        "efficientnetv2_s", "efficientnetv2_s", "FlexibleUNet with a torchvision EfficientNetV2-S encoder"
+    ),
+    "efficientnetv2_m": BackboneRow(
+        "efficientnetv2_m", "efficientnetv2_m", "FlexibleUNet with a torchvision EfficientNetV2-M encoder"
+    ),
+    "nnunet": BackboneRow(
+        "nnunet", "nnunet", "nnU-Net-style 2-D U-Net (MONAI DynUNet, nnU-Net's topology rule, deep supervision)",
+        kwargs={"patch_size": "@spatial_size", "spacing": "@spacing"}, deep_supervision=True,
+    ),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BundleSpec:
+    """One bundle: a dataset row and a backbone row."""
+
+    dataset: DatasetRow
+    backbone: BackboneRow
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset.key}_iac" + (f"_{self.backbone.key}" if self.backbone.key else "")
+
+
+def all_bundles() -> list[BundleSpec]:
+    """Every dataset with every backbone, and ``custom_iac`` (the base U-Net on the user's own data)."""
+    specs = [
+        BundleSpec(d, b) for d in DATASET_ROWS.values() if d.key != "custom" for b in BACKBONE_ROWS.values()
+    ]
+    return specs + [BundleSpec(DATASET_ROWS["custom"], BACKBONE_ROWS["unet"])]
+
+
+def get_bundle(name: str) -> BundleSpec:
+    """The spec of bundle ``name``.
+
+    Raises:
+        ValueError: one line listing the valid names.
+    """
+    for spec in all_bundles():
+        if spec.name == name:
+            return spec
+    raise ValueError(f"unknown bundle {name!r}; valid names: {', '.join(s.name for s in all_bundles())}")
