@@ -263,10 +263,12 @@ class _CellBase(nn.Module):
         n_nodes: int,
         spatial_dims: int,
         norm: str | tuple,
+        channels_last: bool | None = None,
     ):
         super().__init__()
         self.n_nodes = n_nodes
         self.cell_channels = cell_channels
+        self.channels_last = channels_last
         self.preprocess_skip = _Projection(skip_channels, cell_channels, spatial_dims, norm)
         self.preprocess_coarse = _Projection(coarse_channels, cell_channels, spatial_dims, norm)
         self.postprocess = nn.Sequential(
@@ -274,6 +276,12 @@ class _CellBase(nn.Module):
             get_norm_layer(norm, spatial_dims=spatial_dims, channels=skip_channels),
         )
         self.gamma = nn.Parameter(torch.zeros(1))
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        """The memory layout the ops run in: channels-last for 2-D maps when asked, or by default on the CPU,
+        where it makes the depthwise convolutions and pools of the search space several times faster."""
+        use = self.channels_last if self.channels_last is not None else x.device.type == "cpu"
+        return x.contiguous(memory_format=torch.channels_last) if use and x.ndim == 4 else x
 
     def _inputs(self, skip: torch.Tensor, coarse: torch.Tensor) -> list[torch.Tensor]:
         return [self.preprocess_skip(skip), self.preprocess_coarse(coarse, skip.shape[2:])]
@@ -295,8 +303,7 @@ class SearchCell(_CellBase):
         partial_k: PC-DARTS K (1 = all channels through the ops).
         spatial_dims: 2 or 3.
         norm: MONAI norm spec for the projections.
-        channels_last: run the ops on channels-last tensors (2-D); many times faster for the depthwise
-            convolutions of the search space on CPUs.
+        channels_last: run the ops on channels-last tensors (2-D); None: on CPU tensors only.
     """
 
     def __init__(
@@ -309,11 +316,10 @@ class SearchCell(_CellBase):
         partial_k: int = 4,
         spatial_dims: int = 2,
         norm: str | tuple = "batch",
-        channels_last: bool = True,
+        channels_last: bool | None = None,
     ):
-        super().__init__(skip_channels, coarse_channels, cell_channels, n_nodes, spatial_dims, norm)
+        super().__init__(skip_channels, coarse_channels, cell_channels, n_nodes, spatial_dims, norm, channels_last)
         self.partial_k = partial_k
-        self.channels_last = channels_last
         self.edges = nn.ModuleDict(
             {
                 _pname(i, j): MixedEdge(cell_channels, ops, partial_k, spatial_dims)
@@ -345,9 +351,7 @@ class SearchCell(_CellBase):
         return self._output(skip, states)
 
     def _prepare(self, state: torch.Tensor, c_op: int) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
-        xa = state[:, :c_op] if self.partial_k > 1 else state
-        if self.channels_last and state.ndim == 4:
-            xa = xa.contiguous(memory_format=torch.channels_last)
+        xa = self._layout(state[:, :c_op] if self.partial_k > 1 else state)
         return xa, (state[:, c_op:] if self.partial_k > 1 else None), {}
 
     def apply_structure(self, structure: Mapping[str, Any]) -> None:
@@ -372,6 +376,7 @@ class FixedCell(_CellBase):
         cell_channels: inner width.
         spatial_dims: 2 or 3.
         norm: MONAI norm spec for the projections.
+        channels_last: run the ops on channels-last tensors (2-D); None: on CPU tensors only.
     """
 
     def __init__(
@@ -382,9 +387,12 @@ class FixedCell(_CellBase):
         cell_channels: int = 32,
         spatial_dims: int = 2,
         norm: str | tuple = "batch",
+        channels_last: bool | None = None,
     ):
         genotype.validate()
-        super().__init__(skip_channels, coarse_channels, cell_channels, genotype.n_nodes, spatial_dims, norm)
+        super().__init__(
+            skip_channels, coarse_channels, cell_channels, genotype.n_nodes, spatial_dims, norm, channels_last
+        )
         self.genotype = genotype
         self.edges = nn.ModuleDict(
             {_pname(i, j): build_op(op, cell_channels, spatial_dims, affine=True) for i, j, op in genotype.edges()}
@@ -394,7 +402,7 @@ class FixedCell(_CellBase):
         ]
 
     def forward(self, skip: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
-        states = self._inputs(skip, coarse)
+        states = [self._layout(s) for s in self._inputs(skip, coarse)]
         for j, inputs in self._node_inputs:
             a, b = inputs
             states.append(self.edges[_pname(a, j)](states[a]) + self.edges[_pname(b, j)](states[b]))
@@ -435,6 +443,7 @@ class SearchCells(IACCells):
         share_genotype: one α/β for all levels (DARTS-style, the default) or one per level.
         spatial_dims: 2 or 3.
         norm: MONAI norm spec of the projections.
+        channels_last: run the ops on channels-last tensors (2-D); None: on CPU tensors only.
     """
 
     def __init__(
@@ -447,6 +456,7 @@ class SearchCells(IACCells):
         share_genotype: bool = True,
         spatial_dims: int = 2,
         norm: str | tuple = "batch",
+        channels_last: bool | None = None,
     ):
         super().__init__()
         ops = check_op_names(ops)
@@ -464,7 +474,10 @@ class SearchCells(IACCells):
         self.archs = nn.ModuleList([CellArchitecture(n_nodes, ops) for _ in range(1 if share_genotype else len(widths))])
         self.cells = nn.ModuleList(
             [
-                SearchCell(feature_channels[i], feature_channels[i + 1], w, n_nodes, ops, partial_k, spatial_dims, norm)
+                SearchCell(
+                    feature_channels[i], feature_channels[i + 1], w, n_nodes, ops, partial_k, spatial_dims, norm,
+                    channels_last,
+                )
                 for i, w in enumerate(widths)
             ]
         )
@@ -546,6 +559,7 @@ class FixedCells(IACCells):
         cell_channels: inner width; each level uses ``min(its skip channels, cell_channels)``.
         spatial_dims: 2 or 3.
         norm: MONAI norm spec of the projections.
+        channels_last: run the ops on channels-last tensors (2-D); None: on CPU tensors only.
     """
 
     def __init__(
@@ -555,6 +569,7 @@ class FixedCells(IACCells):
         cell_channels: int = 32,
         spatial_dims: int = 2,
         norm: str | tuple = "batch",
+        channels_last: bool | None = None,
     ):
         super().__init__()
         widths = _level_widths(feature_channels, cell_channels)
@@ -567,7 +582,7 @@ class FixedCells(IACCells):
             raise ValueError(f"{len(genotypes)} genotypes for a network with {len(widths)} skips")
         self.cells = nn.ModuleList(
             [
-                FixedCell(feature_channels[i], feature_channels[i + 1], g, w, spatial_dims, norm)
+                FixedCell(feature_channels[i], feature_channels[i + 1], g, w, spatial_dims, norm, channels_last)
                 for i, (g, w) in enumerate(zip(genotypes, widths))
             ]
         )

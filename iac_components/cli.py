@@ -22,6 +22,13 @@ class IAC:
 
         return str(synthesize(dataset, out_dir, patients=patients, seed=seed, **kwargs))
 
+    def demo(self, out: str = "demo", patients: int = 20, seed: int = 0, threads: int | None = None):
+        """The whole pipeline on synthetic ACDC data through the acdc_iac bundle: train, IAC-LTH search,
+        retrain, evaluate, export, infer; prints a summary table. Outputs go under OUT."""
+        from iac_components.demo import run_demo
+
+        run_demo(out, patients=patients, seed=seed, threads=threads)
+
     def prepare(self, dataset: str, raw_dir: str, cache_dir: str, **kwargs):
         """Preprocess RAW_DIR (official layout of DATASET) into the slice cache CACHE_DIR."""
         from iac_components.data.prepare import prepare_dataset

@@ -44,7 +44,6 @@ TESTED_VERSIONS = {
     "nibabel": "5.4.2",
     "torchvision": "0.29.1",
     "fire": "0.7.1",
-    "tensorboard": "2.21.0",
 }
 BOOL = RUNTIME + ".as_bool"
 
@@ -421,34 +420,47 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
     channels = len(s.channel_names) or 1
     classes = len(s.class_names) or 2
     custom = spec.dataset.key == "custom"
+    parsed = "$[monai.bundle.ConfigParser(t).get_parsed_content() for t in "
     if custom:
-        # the user's dataset: the chain prepare resolved (spacing, size, normalisation) is in the cache manifest
-        chain: Any = (
-            "$[monai.bundle.ConfigParser(t).get_parsed_content() for t in "
-            "__import__('json').load(open(@cache_dir + '/manifest.json'))['transforms'][@modality]['image']]"
-        )
-        to_values: list[dict[str, Any]] = []
+        # the user's dataset: channels, classes, label values and the chain prepare resolved (spacing, size,
+        # normalisation) are in the cache manifest
+        chain: Any = parsed + "@manifest['transforms'][@modality]['image']]"
+        to_values: list[dict[str, Any]] = [
+            {"_target_": "Compose", "transforms": parsed + "@manifest['postprocessing']]"}
+        ]
     else:
+        # spacing and slice size are config keys (as in train.json), so `--spacing` / `--spatial_size` given to
+        # training apply to inference too
         chain = preprocessing_config(s, "CT" if spec.dataset.modality == "CT" else "MRI", label_key=None)
+        for step in chain:
+            if step["_target_"] == "Spacingd":
+                step["pixdim"] = "$[float(v) for v in @spacing] + [-1.0]"
+            elif "spatial_size" in step:
+                step["spatial_size"] = "$[int(v) for v in @spatial_size] + [-1]"
         to_values = label_to_values_config(s) if list(s.label_values) != list(range(len(s.label_values))) else []
-    if channels > 1:
-        # nnU-Net's naming: CASE_0000.nii.gz, CASE_0001.nii.gz, ... are the channels of CASE
-        datalist = (
-            "$[{'image': [os.path.join(@input, c + '_%04d.nii.gz' % k) for k in range(@in_channels)]} for c in "
-            "sorted({os.path.basename(f)[:-12] for f in glob.glob(os.path.join(@input, '*_0000.nii.gz'))})] "
-            "if os.path.isdir(@input) else [{'image': @input}]"
-        )
-    else:
-        datalist = (
-            "$[{'image': f} for f in sorted(glob.glob(os.path.join(@input, '*.nii.gz')) + "
-            "glob.glob(os.path.join(@input, '*.nii')))] if os.path.isdir(@input) else [{'image': @input}]"
-        )
-    backbone_kwargs = {
-        k: (list(s.spatial_size) if v == "@spatial_size" else list(s.spacing) if v == "@spacing" else v)
-        for k, v in spec.backbone.kwargs.items()
-    }
+    # nnU-Net's naming: CASE_0000.nii.gz, CASE_0001.nii.gz, ... are the channels of CASE
+    multi = (
+        "[{'image': [os.path.join(@input, c + '_%04d.nii.gz' % k) for k in range(@in_channels)]} for c in "
+        "sorted({os.path.basename(f)[:-12] for f in glob.glob(os.path.join(@input, '*_0000.nii.gz'))})] "
+        "if os.path.isdir(@input) else [{'image': @input}]"
+    )
+    single = (
+        "[{'image': f} for f in sorted(glob.glob(os.path.join(@input, '*.nii.gz')) + "
+        "glob.glob(os.path.join(@input, '*.nii')))] if os.path.isdir(@input) else [{'image': @input}]"
+    )
+    datalist = f"$({multi}) if @in_channels > 1 else ({single})" if custom else f"${multi if channels > 1 else single}"
+    # a case in nnU-Net's naming (CASE_0000.nii.gz, ...) is written as CASE.nii.gz
+    name_formatter = (
+        {"output_name_formatter": "$lambda meta, saver: {'subject': os.path.basename(str(meta['filename_or_obj']))"
+         ".replace('_0000.nii', '.nii'), 'idx': None}"}
+        if custom or channels > 1 else {}
+    )  # fmt: skip
+    # "@spatial_size" / "@spacing" refer to the keys below, as the network of train.json follows the data's
+    backbone_kwargs = dict(spec.backbone.kwargs)
     config: dict[str, Any] = {
-        "imports": ["$import glob", "$import os", "$import torch", "$import monai"],
+        # no `__import__` in an expression with a reference: MONAI parses every expression that contains "import"
+        # as Python before resolving it, and `@x` is a syntax error there
+        "imports": ["$import glob", "$import json", "$import os", "$import torch", "$import monai"],
         "bundle_root": BUNDLE_ROOT,
         "ckpt_dir": "$@bundle_root + '/models'",
         "cache_dir": "$@bundle_root + '/cache'",
@@ -508,6 +520,7 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
                     "separate_folder": False,
                     "resample": False,
                     "output_dtype": "$torch.uint8",
+                    **name_formatter,
                 },
             ],
         },
@@ -535,8 +548,16 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
         "finalize": [],
     }
     if custom:
-        manifest = "__import__('json').load(open(@cache_dir + '/manifest.json'))"
-        config = _insert_after(config, "out_channels", {"modality": f"${manifest}['modality']"})
+        # without a cache (a fresh bundle: verify_net_in_out, ckpt_export) the metadata's 1 channel, 2 classes
+        path = "@cache_dir + '/manifest.json'"
+        config["in_channels"] = "$len(@manifest['channel_names']) if @manifest else 1"
+        config["out_channels"] = "$len(@manifest['class_names']) if @manifest else 2"
+        manifest = f"$json.load(open({path})) if os.path.isfile({path}) else None"
+        config = _insert_after(config, "cache_dir", {"manifest": manifest})
+        config = _insert_after(config, "out_channels", {"modality": "$@manifest['modality']"})
+    else:
+        sizes = {"spacing": list(s.spacing), "spatial_size": list(s.spatial_size)}
+        config = _insert_after(config, "out_channels", sizes)
     return config
 
 
@@ -546,6 +567,14 @@ def metadata(spec: BundleSpec) -> dict[str, Any]:
     channels = list(s.channel_names) or ["image"]
     classes = list(s.class_names) or ["background", "foreground"]
     modality = {"MR": "MR", "CT": "CT"}.get(spec.dataset.modality, "MR")
+    shape = ["32*n", "32*n", "*"]
+    if spec.backbone.backbone == "nnunet":
+        # the DynUNet pads to its size multiple m, and its bottleneck (instance norm) needs more than one pixel:
+        # inputs of 2m or more
+        from iac_components.networks.nnunet import nnunet_2d_plan
+
+        m = nnunet_2d_plan(s.spatial_size, s.spacing).divisible_by
+        shape = [f"{2 * m[0]}*n", f"{2 * m[1]}*n", "*"]
     return {
         "schema": "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20240725.json",
         "version": "0.1.0",
@@ -557,7 +586,8 @@ def metadata(spec: BundleSpec) -> dict[str, Any]:
             "iac_components": __version__,
             **{k: TESTED_VERSIONS[k] for k in ("pytorch-ignite", "nibabel", "torchvision", "fire")},
         },
-        "optional_packages_version": {"tensorboard": TESTED_VERSIONS["tensorboard"]},
+        # no `optional_packages_version`: MONAI >= 1.5 renames it to `required_packages_version` on load,
+        # replacing the list above
         "name": f"IAC-LTH {spec.dataset.title} - {spec.backbone.title}",
         "task": f"2-D slice-wise segmentation of {spec.dataset.title} with Implantable Adaptive Cells",
         "description": (
@@ -584,7 +614,7 @@ def metadata(spec: BundleSpec) -> dict[str, Any]:
                     "format": "hounsfield" if modality == "CT" else "magnitude",
                     "modality": modality,
                     "num_channels": len(channels),
-                    "spatial_shape": ["32*n", "32*n", "*"],
+                    "spatial_shape": shape,
                     "dtype": "float32",
                     "value_range": [],
                     "is_patch_data": False,
@@ -596,7 +626,7 @@ def metadata(spec: BundleSpec) -> dict[str, Any]:
                     "type": "image",
                     "format": "segmentation",
                     "num_channels": len(classes),
-                    "spatial_shape": ["32*n", "32*n", "*"],
+                    "spatial_shape": shape,
                     "dtype": "float32",
                     "value_range": [],
                     "is_patch_data": False,

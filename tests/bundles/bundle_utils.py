@@ -1,0 +1,84 @@
+"""Helpers of the bundle tests: paths, the overrides that fit tiny synthetic data, and running workflows the way
+users do (``python -m monai.bundle ...`` in a subprocess) or in-process (:class:`monai.bundle.ConfigWorkflow`).
+
+Every subprocess gets ``OMP_NUM_THREADS=1``: tiny tensors on a shared 2-core machine are much slower with more
+threads.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from monai.bundle import ConfigWorkflow
+
+from iac_components.genotype import Genotype
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLES = REPO / "bundles"
+SCHEMA = REPO / "iac_components" / "bundles" / "schema" / "meta_schema.json"
+
+#: command-line overrides that fit the tiny synthetic data on a CPU (as strings, the way a user types them)
+SMALL_ARGS = [
+    "--spacing", "[2.0, 2.0]", "--spatial_size", "[48, 48]", "--num_workers", "0", "--batch_size", "4",
+    "--device", "cpu", "--amp", "false",
+]  # fmt: skip
+#: the same overrides for in-process runs
+SMALL = {"spacing": [2.0, 2.0], "spatial_size": [48, 48], "num_workers": 0, "batch_size": 4, "device": "cpu", "amp": False}
+#: inference needs only the preprocessing sizes
+SMALL_INFER = {"spacing": [2.0, 2.0], "spatial_size": [48, 48], "device": "cpu"}
+SEARCH_EPOCHS = {"epochs": 2, "warmup_epochs": 1}
+
+#: a genotype that uses every default op once
+GENOTYPE = Genotype(
+    (
+        ((0, "conv_3x3"), (1, "skip_connect")),
+        ((0, "sep_conv_3x3"), (2, "avg_pool_3x3")),
+        ((1, "dil_conv_3x3"), (3, "max_pool_3x3")),
+        ((2, "sep_conv_5x5"), (4, "dil_conv_5x5")),
+    )
+)
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", **extra}
+
+
+def monai_bundle(*args: str, cwd: Path | str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m monai.bundle <args>`` as a user types it, in ``cwd``."""
+    return subprocess.run(
+        [sys.executable, "-m", "monai.bundle", *map(str, args)],
+        cwd=cwd, env=subprocess_env(), capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def check_ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def run_workflow(config_file: Path | str, run_id: str = "run", **override: Any) -> ConfigWorkflow:
+    """Run a workflow in-process as ``monai.bundle run`` does (initialize, run, finalize); returns the workflow so
+    that a test can read its components (``wf.parser.get_parsed_content("train#trainer").state``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # also in session fixtures, which run before the per-test single-thread fixture
+    try:
+        wf = ConfigWorkflow(config_file=str(config_file), workflow_type=None, logging_file=False, run_id=run_id, **override)
+        wf.initialize()
+        wf.run()
+        wf.finalize()
+    finally:
+        torch.set_num_threads(threads)
+    return wf
+
+
+def copy_bundle(name: str, dst_parent: Path) -> Path:
+    """A private copy of ``bundles/<name>`` (its configs, docs and LICENSE) under ``dst_parent``."""
+    dst = dst_parent / name
+    shutil.copytree(BUNDLES / name, dst, ignore=shutil.ignore_patterns("models", "cache", "eval"))
+    return dst

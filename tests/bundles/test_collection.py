@@ -1,0 +1,120 @@
+"""Every bundle of the collection: its metadata against the local schema, its documented run ids, and its network's
+contract (3-D volume in, logits of the same spatial size out), TorchScript export (traced) and the exported
+model's agreement with the eager one at sizes other than the trace's."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pytest
+import torch
+from bundle_utils import BUNDLES, SCHEMA, copy_bundle
+from monai.bundle import ConfigParser, ckpt_export, verify_metadata, verify_net_in_out
+
+from iac_components.bundles.table import all_bundles
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"),  # shape arithmetic that holds at any size
+    pytest.mark.filterwarnings("ignore:No hash value provided"),  # the local schema file
+]
+
+NAMES = [s.name for s in all_bundles()]
+WORKFLOW_FILES = ["train", "search", "retrain", "evaluate", "inference"]
+# `python -m monai.bundle run [ID] --config_file .../configs/FILE.json`
+DOCUMENTED_RUN = re.compile(r"python -m monai\.bundle run(?: (?!--)(\S+))? --config_file \S*configs/(\w+)\.json")
+
+
+def test_collection_is_every_dataset_with_every_backbone():
+    assert len(NAMES) == len(set(NAMES)) == 29
+    assert sorted(NAMES) == sorted(p.name for p in BUNDLES.iterdir() if (p / "configs").is_dir())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_documented_ids_are_expression_lists(name):
+    """``run`` of every file and ``search`` of search.json are lists of expressions: an id naming a section
+    (a dict) would only build it and exit 0 without training (see ``test_section_id_builds_without_training``)."""
+    readme = (BUNDLES / name / "docs" / "README.md").read_text()
+    documented = {(run_id or "run", f) for run_id, f in DOCUMENTED_RUN.findall(readme)}
+    assert documented == {("run", "train"), ("search", "search"), ("run", "retrain"), ("run", "evaluate"), ("run", "inference")}
+    for f in WORKFLOW_FILES:
+        parser = ConfigParser()
+        parser.read_config(str(BUNDLES / name / "configs" / f"{f}.json"))
+        ids = {"run", "initialize", "finalize"} | {i for i, g in documented if g == f}
+        for run_id in ids:
+            value = parser[run_id]
+            assert isinstance(value, list), f"{f}.json: {run_id!r} is a {type(value).__name__}"
+            assert all(isinstance(e, str) and e.startswith("$") for e in value), f"{f}.json: {run_id!r}"
+        assert any(".run()" in e or "evaluate_models(" in e for e in parser["run"])  # runs an engine or the evaluation
+        if f == "search":
+            assert parser["search"] == parser["run"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_metadata_verifies_against_local_schema(name, tmp_path):
+    meta = BUNDLES / name / "configs" / "metadata.json"
+    verify_metadata(meta_file=str(meta), filepath=str(SCHEMA))
+    # what MONAI reads back keeps the required packages (it renames `optional_packages_version` onto them)
+    parser = ConfigParser()
+    parser.read_meta(str(meta))
+    assert "iac_components" in parser.get("_meta_#required_packages_version")
+
+
+@pytest.mark.parametrize("field", ["network_data_format", "version", "required_packages_version"])
+def test_local_schema_rejects_metadata_without(field, tmp_path):
+    meta = json.loads((BUNDLES / "acdc_iac" / "configs" / "metadata.json").read_text())
+    del meta[field]
+    (tmp_path / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=f"'{field}' is a required property"):
+        verify_metadata(meta_file=str(tmp_path / "metadata.json"), filepath=str(SCHEMA))
+
+
+def _io(parser: ConfigParser) -> tuple[int, int, int]:
+    """Input channels, output channels and the smallest valid in-plane size of the metadata."""
+    fmt = "_meta_#network_data_format"
+    shape = parser.get(f"{fmt}#inputs#image#spatial_shape")
+    base = int(str(shape[0]).split("*")[0])
+    return parser.get(f"{fmt}#inputs#image#num_channels"), parser.get(f"{fmt}#outputs#pred#num_channels"), base
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_network_contract_export_and_torchscript(name, tmp_path, genotype_file):
+    """With a test genotype and random weights in a copy of the bundle: ``verify_net_in_out``, the model contract
+    ``(B, C, H, W, D) -> (B, K, H, W, D)``, ``ckpt_export`` (traced), and TorchScript == eager at two sizes that
+    differ from the trace's in H, W and D (sizes that need padding to the network's multiple)."""
+    root = copy_bundle(name, tmp_path)
+    models = root / "models"
+    models.mkdir()
+    shutil.copy(genotype_file, models / "genotype.json")
+    config, meta = str(root / "configs" / "inference.json"), str(root / "configs" / "metadata.json")
+
+    parser = ConfigParser()
+    parser.read_config(config)
+    parser.read_meta(meta)
+    parser.update({"bundle_root": str(root), "torchscript": False})
+    torch.manual_seed(0)
+    net = parser.get_parsed_content("network_def").eval()
+    torch.save({"model": net.state_dict()}, models / "model.pt")
+    c_in, k_out, base = _io(parser)
+
+    verify_net_in_out("network_def", meta_file=meta, config_file=config, device="cpu")
+    ckpt_export(
+        "network_def", filepath=str(models / "model.ts"), ckpt_file=str(models / "model.pt"), meta_file=meta,
+        config_file=config, key_in_ckpt="model", use_trace=True, input_shape=[1, c_in, base, base, 2],
+        converter_kwargs={"check_trace": False},  # the comparison below is the stronger check
+    )  # fmt: skip
+    extra = {"metadata.json": "", "inference.json": ""}
+    ts = torch.jit.load(str(models / "model.ts"), _extra_files=extra)
+    assert json.loads(extra["metadata.json"])["network_data_format"]["outputs"]["pred"]["num_channels"] == k_out
+    assert json.loads(extra["inference.json"])["network_def"]["backbone"] == parser["network_def"]["backbone"]
+    # sizes below the trace's keep the big networks cheap (the padding to the network's multiple differs all the
+    # same); optimized_execution(False) skips TorchScript's first-call graph optimisation, not its semantics
+    for shape in [(2, c_in, base - 8, base - 24, 1), (1, c_in, base - 16, base - 4, 3)]:
+        x = torch.randn(*shape)
+        with torch.no_grad(), torch.jit.optimized_execution(False):
+            eager, traced = net(x), ts(x)
+        assert eager.shape == (shape[0], k_out, *shape[2:])
+        torch.testing.assert_close(traced, eager)
+    for f in ("model.pt", "model.ts"):  # up to 370 MB each: do not leave 29 of them in pytest's kept temp folders
+        (models / f).unlink()

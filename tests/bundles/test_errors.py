@@ -1,0 +1,40 @@
+"""A missing dataset or a missing checkpoint stops a workflow with one line that says what to do."""
+
+from __future__ import annotations
+
+import pytest
+from bundle_utils import SMALL, SMALL_ARGS, copy_bundle, monai_bundle, run_workflow
+
+
+def test_train_without_dataset_says_where_acdc_comes_from(tmp_path):
+    root = copy_bundle("acdc_iac", tmp_path)
+    missing = tmp_path / "no_such_dataset"
+    proc = monai_bundle("run", "--config_file", root / "configs" / "train.json", "--dataset_dir", missing, *SMALL_ARGS, cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: no dataset at {missing} (--dataset_dir)")
+    assert "https://www.creatis.insa-lyon.fr/Challenge/acdc/" in last
+    assert "iac synth acdc " in last and "--dataset_dir" in last
+    assert not (root / "models" / "baseline.pt").exists()
+
+
+@pytest.mark.parametrize(
+    "workflow, missing, run_first",
+    [("search", "baseline.pt", "configs/train.json"), ("retrain", "genotype.json", "configs/search.json")],
+)
+def test_missing_checkpoint_names_file_and_command(workflow, missing, run_first, acdc_trained, tmp_path):
+    root = copy_bundle("acdc_iac", tmp_path)
+    ckpt_dir = tmp_path / "models"
+    ckpt_dir.mkdir()
+    if workflow == "retrain":  # the baseline is there, the genotype is not
+        (ckpt_dir / "baseline.pt").symlink_to(acdc_trained.root / "models" / "baseline.pt")
+    with pytest.raises(SystemExit) as e:
+        run_workflow(
+            root / "configs" / f"{workflow}.json", dataset_dir=str(acdc_trained.raw), cache_dir=str(acdc_trained.root / "cache"),
+            ckpt_dir=str(ckpt_dir), output_dir=str(tmp_path / "eval"), epochs=1, **SMALL,
+        )  # fmt: skip
+    message = str(e.value.code)
+    assert "\n" not in message and message.startswith("error: ")
+    assert str(ckpt_dir / missing) in message
+    assert f"python -m monai.bundle run --config_file {root}/{run_first}" in message

@@ -1,0 +1,37 @@
+"""The committed bundles are exactly what ``iac bundles generate`` writes; ``iac bundles check`` lists any file that
+differs and fails."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+from bundle_utils import BUNDLES, subprocess_env
+
+from iac_components.bundles.generator import check
+
+
+def test_committed_bundles_match_the_generator():
+    assert check(BUNDLES) == []
+
+
+def test_check_fails_and_lists_edited_and_missing_files(tmp_path):
+    out = tmp_path / "bundles"
+    shutil.copytree(BUNDLES, out, ignore=shutil.ignore_patterns("models", "cache", "eval"))
+    assert check(out) == []
+    edited = out / "acdc_iac" / "configs" / "train.json"
+    edited.write_text(edited.read_text().replace('"epochs": 100', '"epochs": 99'))
+    (out / "kits_iac" / "docs" / "README.md").unlink()
+    (out / "amos_iac" / "configs" / "notes.json").write_text("{}")
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "iac_components", "bundles", "check", "--out", str(out)],
+        env=subprocess_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    report = proc.stdout + proc.stderr
+    assert f"differs: {edited}" in report
+    assert f"missing: {out / 'kits_iac' / 'docs' / 'README.md'}" in report
+    assert f"extra: {out / 'amos_iac' / 'configs' / 'notes.json'}" in report
+    assert sum(line.strip().startswith(("differs:", "missing:", "extra:")) for line in report.splitlines()) == 3
