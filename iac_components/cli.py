@@ -5,6 +5,8 @@ Each command imports what it needs when it runs, so ``iac --help`` is fast.
 
 from __future__ import annotations
 
+from typing import Any
+
 import fire
 
 __all__ = ["IAC", "main"]
@@ -28,6 +30,25 @@ class IAC:
         from iac_components.demo import run_demo
 
         run_demo(out, patients=patients, seed=seed, threads=threads)
+
+    def benchmark(self, out: str = "benchmarks/runs/lth_vs_full", seeds: Any = (0, 1, 2), epochs: int = 200,
+                  retrain_epochs: int = 6, patients: int = 20, dataset_dir: str | None = None,
+                  results: str = "benchmarks/results/lth_vs_full", lth_overrides: dict | None = None,
+                  search_overrides: dict | None = None):
+        """Full search vs IAC-LTH with controls (random genotype, no cells) and paired statistics, per seed;
+        writes RESULTS.json and RESULTS.md (synthetic ACDC layout unless DATASET_DIR is given)."""
+        from iac_components.benchmark import run_benchmark
+
+        run_benchmark(out, seeds, epochs, retrain_epochs, patients, dataset_dir, results=results,
+                      lth_overrides=lth_overrides, search_overrides=search_overrides)
+
+    def report(self, run_dir: str, out: str | None = None, group: int = 0):
+        """Figures and tables of a search: RUN_DIR holds search_history.json (or is the file); OUT defaults to
+        RUN_DIR/report."""
+        from iac_components.analysis.report import write_report
+
+        numbers = write_report(run_dir, out, group)
+        print("\n".join(f"{k}: {v}" for k, v in numbers["files"].items()))
 
     def prepare(self, dataset: str, raw_dir: str, cache_dir: str, **kwargs):
         """Preprocess RAW_DIR (official layout of DATASET) into the slice cache CACHE_DIR."""

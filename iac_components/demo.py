@@ -26,16 +26,22 @@ DEMO_OVERRIDES: dict[str, dict[str, Any]] = {
         "spacing": [2.0, 2.0],
         "spatial_size": [64, 64],
     },
-    "train": {"epochs": 16, "batch_size": 16, "learning_rate": 3e-3},
+    "train": {"epochs": 10, "batch_size": 16, "learning_rate": 3e-3},
+    # a short search: more arch steps per epoch (batch 8), a larger arch learning rate and a check every 4 arch
+    # steps, so that the JSD rule can act within a few epochs of this small dataset
     "search": {
-        "epochs": 12,
+        "epochs": 10,
         "warmup_epochs": 1,
         "batch_size": 8,
         "cell_channels": 16,
-        "arch_learning_rate": 3e-3,
+        "arch_learning_rate": 1e-2,
         "learning_rate": 0.05,
+        "pruning#interval": 4,
+        "pruning#patience": 2,
+        "pruning#margin": 0.001,
+        "pruning#epsilon": 1e-3,
     },
-    "retrain": {"epochs": 10, "batch_size": 16, "cell_channels": 16, "learning_rate": 1e-3},
+    "retrain": {"epochs": 6, "batch_size": 16, "cell_channels": 16, "learning_rate": 1e-3},
     "evaluate": {"cell_channels": 16},
 }
 
@@ -53,17 +59,63 @@ def find_bundle(name: str = "acdc_iac", out: Path | None = None) -> Path:
     return target / name
 
 
+class _LogTo:
+    """Send everything a workflow prints (loggers' stream handlers, stdout, stderr, warnings) to one file."""
+
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        import contextlib
+        import sys
+        import warnings
+
+        self.file = open(self.path, "w")  # noqa: SIM115 - closed in __exit__
+        self.streams = []
+        loggers = [logging.getLogger()] + [
+            lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+        ]
+        for lg in loggers:
+            for h in lg.handlers:
+                if type(h) is logging.StreamHandler:
+                    self.streams.append((h, h.setStream(self.file)))
+        self.stack = contextlib.ExitStack()
+        self.stack.enter_context(contextlib.redirect_stdout(self.file))
+        self.stack.enter_context(contextlib.redirect_stderr(self.file))
+        self.stack.enter_context(warnings.catch_warnings())
+        warnings.simplefilter("ignore")
+        self.root = logging.getLogger()
+        self.saved = self.root.handlers[:], self.root.level
+        handler = logging.StreamHandler(self.file)
+        handler.setFormatter(logging.Formatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s"))
+        self.root.handlers, self.root.level = [handler], logging.INFO
+        return self
+
+    def __exit__(self, *exc):
+        import sys
+
+        self.stack.close()
+        self.root.handlers, self.root.level = self.saved
+        # handlers made during the run captured the redirected stdout: point them back at the console
+        for lg in [logging.getLogger()] + [
+            lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+        ]:
+            for h in lg.handlers:
+                if type(h) is logging.StreamHandler and h.stream is self.file:
+                    h.setStream(sys.stdout)
+        for h, old in self.streams:
+            h.setStream(old)
+        self.file.close()
+        return False
+
+
 def _run(config: Path, run_id: str, log_file: Path, overrides: dict[str, Any]) -> float:
     """Run one workflow in this process, as ``python -m monai.bundle run`` would, logging to ``log_file``."""
     from monai.bundle import ConfigWorkflow
 
-    root = logging.getLogger()
-    handler = logging.FileHandler(log_file, mode="w")
-    handler.setFormatter(logging.Formatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s"))
-    saved = root.handlers[:], root.level
-    root.handlers, root.level = [handler], logging.INFO
     t = time.perf_counter()
-    try:
+    with _LogTo(log_file):
         workflow = ConfigWorkflow(
             config_file=str(config), meta_file=str(config.parent / "metadata.json"), logging_file=False,
             run_id=run_id, workflow_type=None, **overrides,
@@ -71,9 +123,6 @@ def _run(config: Path, run_id: str, log_file: Path, overrides: dict[str, Any]) -
         workflow.initialize()
         workflow.run()
         workflow.finalize()
-    finally:
-        root.handlers, root.level = saved
-        handler.close()
     return time.perf_counter() - t
 
 
@@ -126,12 +175,13 @@ def run_demo(out: str | Path = "demo", patients: int = 20, seed: int = 0, thread
 
     t = time.perf_counter()
     size = DEMO_OVERRIDES["common"]["spatial_size"]
-    ckpt_export(
-        net_id="network_def", filepath=str(out / "models" / "model.ts"), ckpt_file=str(out / "models" / "model.pt"),
-        meta_file=str(configs / "metadata.json"), config_file=str(configs / "inference.json"), key_in_ckpt="model",
-        use_trace=True, input_shape=[1, 1, size[0], size[1], 8], ckpt_dir=str(out / "models"),
-        **{"network_def#cell_kwargs#cell_channels": DEMO_OVERRIDES["search"]["cell_channels"]},
-    )  # fmt: skip
+    with _LogTo(logs / "export.log"):  # tracing warnings: the trace is checked against eager in the tests
+        ckpt_export(
+            net_id="network_def", filepath=str(out / "models" / "model.ts"), ckpt_file=str(out / "models" / "model.pt"),
+            meta_file=str(configs / "metadata.json"), config_file=str(configs / "inference.json"), key_in_ckpt="model",
+            use_trace=True, input_shape=[1, 1, size[0], size[1], 8], ckpt_dir=str(out / "models"),
+            **{"network_def#cell_kwargs#cell_channels": DEMO_OVERRIDES["search"]["cell_channels"]},
+        )  # fmt: skip
     times["export"] = time.perf_counter() - t
     volume = sorted((raw / "training").glob("patient*/patient*_frame01.nii.gz"))[0]
     step("inference", "inference.json", input=str(volume), output_dir=str(out / "predictions"), torchscript="true",

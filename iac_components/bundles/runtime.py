@@ -228,7 +228,8 @@ def evaluate_models(
     if len(results) > 1:
         from iac_components.stats import compare_runs
 
-        report["comparison"] = compare_runs({n: r["rows"] for n, r in results.items()})
+        reference = "baseline" if "baseline" in results else None
+        report["comparison"] = compare_runs({n: r["rows"] for n, r in results.items()}, reference=reference)
         for n, c in report["comparison"]["vs_reference"].items():
             print(f"{n} - {report['comparison']['reference']}: {c['mean_diff']:+.4f} Dice "
                   f"(95% CI {c['ci95'][0]:+.4f}..{c['ci95'][1]:+.4f}, Wilcoxon p={c['wilcoxon_p']:.3g})")

@@ -381,11 +381,40 @@ def search_config(spec: BundleSpec) -> dict[str, Any]:
     }
 
 
+#: U-Nets without cells that the paper compares against: attention gates and dense (nested) skips.
+COMPARISON_BASELINES = ("attention_unet", "unetplusplus")
+
+
+def _comparison_backbone(name: str) -> dict[str, Any]:
+    return {
+        "_target_": "iac_components.networks.build_backbone",
+        "name": name,
+        "in_channels": "@num_channels",
+        "out_channels": "@num_classes",
+    }
+
+
+def comparison_baseline_config(spec: BundleSpec, name: str) -> dict[str, Any]:
+    """``baseline_<name>.json``: merged over ``train.json`` (``--config_file "['train.json', 'baseline_<name>.json']"``),
+    it trains that U-Net on the same data, folds and recipe and saves ``baseline_<name>.pt``; ``evaluate.json``
+    then reports it beside the others."""
+    loss = _loss(spec)
+    if name == "unetplusplus" and loss.get("_target_") != "iac_components.networks.StackedDeepSupervisionLoss":
+        loss = {"_target_": "iac_components.networks.StackedDeepSupervisionLoss", "loss": loss}
+    return {
+        "network_def": _comparison_backbone(name),
+        "loss": loss,
+        "validate#handlers#1#key_metric_filename": f"baseline_{name}.pt",
+    }
+
+
 def evaluate_config(spec: BundleSpec) -> dict[str, Any]:
     """Patient-level Dice/HD95 on the test patients in the original grid: the IAC model (``model.pt``) and,
     when present, the baseline (``baseline.pt``), with their paired comparison."""
     models = (
-        "${'iac': (@network_def, @ckpt_dir + '/model.pt'), 'baseline': (@baseline_def, @ckpt_dir + '/baseline.pt')}"
+        "${'iac': (@network_def, @ckpt_dir + '/model.pt'), 'baseline': (@baseline_def, @ckpt_dir + '/baseline.pt'), "
+        + ", ".join(f"'{b}': (@{b}_def, @ckpt_dir + '/baseline_{b}.pt')" for b in COMPARISON_BASELINES)
+        + "}"
     )
     return {
         "imports": _IMPORTS,
@@ -404,6 +433,7 @@ def evaluate_config(spec: BundleSpec) -> dict[str, Any]:
             "cell_channels": "@cell_channels",
         },
         "baseline_def": _backbone(spec),
+        **{f"{b}_def": _comparison_backbone(b) for b in COMPARISON_BASELINES},
         "models": models,
         "initialize": [],
         "run": [
@@ -658,5 +688,7 @@ WORKFLOWS = {
 def render(spec: BundleSpec) -> dict[str, dict[str, Any]]:
     """Every config file of bundle ``spec``: ``{file name: config}``."""
     files = {f"{name}.json": fn(spec) for name, fn in WORKFLOWS.items()}
+    for b in COMPARISON_BASELINES:
+        files[f"baseline_{b}.json"] = comparison_baseline_config(spec, b)
     files["metadata.json"] = metadata(spec)
     return files

@@ -10,9 +10,11 @@ The rule (DESIGN.md; every number an argument):
 * A check runs every ``interval`` architecture steps, counted from the first architecture step (warm-up epochs
   never count: α does not move then). By default ``interval`` is one epoch of arch steps.
 * ``d_e = JSD(p_e(t) ‖ p_e(t - window))`` in bits (0..1), over the ops both distributions hold, renormalised.
-* Stable is not enough: a near-uniform α that barely moves is stable but undecided. An edge prunes only when
-  ``d_e < epsilon`` for ``patience`` consecutive checks AND its kept ops lead its dropped ops by at least
-  ``margin`` in probability (lowest kept minus highest dropped). It then keeps its best ops down to the next
+* Stable is not enough: a near-uniform α that barely moves is stable but undecided. An edge prunes only when,
+  for ``patience`` consecutive checks, ``d_e < epsilon`` with the same ops on top (the ops it would keep), AND
+  those ops lead the ones it would drop by at least ``margin`` in probability (lowest kept minus highest
+  dropped). Requiring the same leaders is our addition: when α drifts as a random walk (little signal), JSD is
+  small at every check while the leaders keep swapping, and that is not a decision. It then keeps its best ops down to the next
   size of ``keep_schedule`` (e.g. 8 -> 4 -> 2 -> 1) and its counter resets.
 * A node with more than two live inputs does the same with ``q_j``; when stable and decided it keeps its top-2
   inputs, scored by ``q_j(i) × max_o p_(i,j)(o)`` (normalised over the node's inputs), and the other edges go.
@@ -86,28 +88,36 @@ def _as_dict(names: Sequence[Any], values: torch.Tensor) -> dict[str, float]:
 
 
 class _Tracker:
-    """Stability bookkeeping of one edge or node: the last ``window + 1`` distributions and a counter."""
+    """Stability bookkeeping of one edge or node: the last ``window + 1`` distributions, the set it would keep,
+    and how many consecutive checks it has been stable (JSD below ε with the same set on top)."""
 
     def __init__(self) -> None:
         self.past: list[dict[str, float]] = []
         self.stable = 0
         self.d: float | None = None
+        self.top: list[str] | None = None
 
-    def update(self, dist: dict[str, float], window: int, epsilon: float) -> float | None:
+    def update(self, dist: dict[str, float], top: list[str], window: int, epsilon: float) -> float | None:
         self.past.append(dist)
         del self.past[: -(window + 1)]
         self.d = jsd(self.past[-1], self.past[0]) if len(self.past) > window else None
-        self.stable = self.stable + 1 if self.d is not None and self.d < epsilon else 0
+        if self.d is None or self.d >= epsilon:
+            self.stable = 0
+        else:
+            # a distribution that barely moves while its leaders swap is not settled
+            self.stable = self.stable + 1 if top == self.top else 1
+        self.top = list(top)
         return self.d
 
     def reset(self) -> None:
-        self.past, self.stable = [], 0
+        self.past, self.stable, self.top = [], 0, None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"past": self.past, "stable": self.stable, "d": self.d}
+        return {"past": self.past, "stable": self.stable, "d": self.d, "top": self.top}
 
     def load_state_dict(self, s: Mapping[str, Any]) -> None:
         self.past, self.stable, self.d = [dict(x) for x in s["past"]], int(s["stable"]), s["d"]
+        self.top = s.get("top")
 
 
 class JSDPruningHandler:
@@ -210,7 +220,14 @@ class JSDPruningHandler:
     def __call__(self, engine: Engine) -> None:
         """Run one check: measure every undecided edge and node, prune what the rule allows."""
         cells = self.cells
-        check: dict[str, Any] = {"arch_step": engine.arch_steps, "d_edge": [], "d_node": [], "events": []}
+        check: dict[str, Any] = {
+            "arch_step": engine.arch_steps,
+            "p": [{k: _as_dict(a.edge_ops[k], v) for k, v in a.edge_probs().items()} for a in cells.archs],
+            "q": [{str(j): _as_dict(a.node_inputs[j], v) for j, v in a.node_probs().items()} for a in cells.archs],
+            "d_edge": [],
+            "d_node": [],
+            "events": [],
+        }
         for g, arch in enumerate(cells.archs):
             check["d_node"].append(self._check_nodes(engine, g, arch, check["events"]))
             check["d_edge"].append(self._check_edges(engine, g, arch, check["events"]))
@@ -228,18 +245,16 @@ class JSDPruningHandler:
             if len(ops) == 1:
                 continue
             tracker = self._edges[g][key]
-            ds[key] = tracker.update(_as_dict(ops, p), self.window, self.epsilon)
             k = next_keep_size(len(ops), self.keep_schedule)
+            # rank the ops; the last op standing is never `none` (a cell edge must compute something)
+            order = sorted(range(len(ops)), key=lambda n: ((k == 1 and ops[n] == "none"), -float(p[n])))
+            keep = [ops[n] for n in sorted(order[:k])] if k is not None else list(ops)
+            ds[key] = tracker.update(_as_dict(ops, p), keep, self.window, self.epsilon)
             if not self.prune or k is None or tracker.stable < self.patience:
                 continue
-            # rank the ops; the last op standing is never `none` (a cell edge must compute something)
-            order = sorted(range(len(ops)), key=lambda n: (k == 1 and ops[n] == "none", -float(p[n])))
             lead = float(p[order[k - 1]] - p[order[k]])
-            if k == 1 and ops[order[0]] == "none":
+            if (k == 1 and ops[order[0]] == "none") or lead < self.margin:
                 continue
-            if lead < self.margin:
-                continue
-            keep = [ops[n] for n in sorted(order[:k])]
             event = self._event(engine, g, "edge", key, keep, [o for o in ops if o not in keep], lead, ds[key])
             event["p"] = _as_dict(ops, p)
             self._apply(engine, self.cells.prune_edge(g, *parse_edge_key(key), keep))
@@ -255,9 +270,6 @@ class JSDPruningHandler:
             if len(inputs) <= 2:
                 continue
             tracker = self._nodes[g][j]
-            ds[str(j)] = tracker.update(_as_dict(inputs, q), self.window, self.epsilon)
-            if not (self.prune and self.prune_nodes) or tracker.stable < self.patience:
-                continue
             best = []
             for n, i in enumerate(inputs):
                 key, ops = edge_key(i, j), arch.edge_ops[edge_key(i, j)]
@@ -266,10 +278,13 @@ class JSDPruningHandler:
             total = sum(best) or 1.0
             score = [b / total for b in best]
             order = sorted(range(len(inputs)), key=lambda n: -score[n])
+            keep = sorted(inputs[n] for n in order[:2])
+            ds[str(j)] = tracker.update(_as_dict(inputs, q), [str(i) for i in keep], self.window, self.epsilon)
+            if not (self.prune and self.prune_nodes) or tracker.stable < self.patience:
+                continue
             lead = score[order[1]] - score[order[2]]
             if lead < self.margin:
                 continue
-            keep = sorted(inputs[n] for n in order[:2])
             dropped = [i for i in inputs if i not in keep]
             event = self._event(engine, g, "node", str(j), keep, dropped, lead, ds[str(j)])
             event["q"] = _as_dict(inputs, q)

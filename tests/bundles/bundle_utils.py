@@ -62,13 +62,14 @@ def check_ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     return proc
 
 
-def run_workflow(config_file: Path | str, run_id: str = "run", **override: Any) -> ConfigWorkflow:
+def run_workflow(config_file: Path | str | list[str], run_id: str = "run", **override: Any) -> ConfigWorkflow:
     """Run a workflow in-process as ``monai.bundle run`` does (initialize, run, finalize); returns the workflow so
     that a test can read its components (``wf.parser.get_parsed_content("train#trainer").state``)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # also in session fixtures, which run before the per-test single-thread fixture
     try:
-        wf = ConfigWorkflow(config_file=str(config_file), workflow_type=None, logging_file=False, run_id=run_id, **override)
+        files = [str(f) for f in config_file] if isinstance(config_file, list) else str(config_file)
+        wf = ConfigWorkflow(config_file=files, workflow_type=None, logging_file=False, run_id=run_id, **override)
         wf.initialize()
         wf.run()
         wf.finalize()

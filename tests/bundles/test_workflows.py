@@ -206,3 +206,17 @@ def test_custom_msd_layout_trains(msd_raw, tmp_path):
     assert wf.parser.get_parsed_content("train#trainer").state.epoch == 1
     assert (root / "models" / "baseline.pt").is_file()
     assert json.loads((root / "cache" / "manifest.json").read_text())["dataset"] == "msd"
+
+
+@pytest.mark.parametrize("baseline", ["attention_unet", "unetplusplus"])
+def test_comparison_baselines_merge_over_train_and_run_one_epoch(tmp_path, acdc_raw, baseline):
+    """The paper's comparison U-Nets, merged over train.json as the README shows; one epoch, own checkpoint."""
+    root = copy_bundle("acdc_iac", tmp_path)
+    files = [str(root / "configs/train.json"), str(root / f"configs/baseline_{baseline}.json")]
+    wf = run_workflow(files, dataset_dir=str(acdc_raw), epochs=1, **SMALL)
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    assert trainer.state.epoch == 1 and trainer.state.iteration > 0
+    net = wf.parser.get_parsed_content("network_def")
+    assert type(net.network).__name__ in {"AttentionUnet", "DeepSupervisionStack"}
+    assert (root / "models" / f"baseline_{baseline}.pt").is_file()
+    assert not (root / "models" / "baseline.pt").exists()  # the IAC baseline is not overwritten

@@ -226,3 +226,20 @@ def test_epoch_events_fire_in_order_with_checkpoint_saver_after(tmp_path):
     eng.add_event_handler(Events.EPOCH_COMPLETED, lambda e: order.append(len(h.epochs)))
     eng.go(2)
     assert order == [1, 2]  # a handler attached after sees the epoch already recorded
+
+
+def test_leaders_that_keep_swapping_are_not_a_decision():
+    # 4th and 5th op trade places every check while the distribution barely moves (JSD tiny): no prune
+    def swapping(step, names):
+        v = list(RANKED)
+        if (step // 4) % 2:
+            v[3], v[4] = v[4], v[3]
+        return [v[OPS.index(n)] * 0.01 for n in names]
+
+    eng = ScriptedSearch(_script({"0->2": swapping}))
+    h = _handler(epsilon=1e-2, margin=0.0)
+    h.attach(eng)
+    eng.go(8)
+    assert eng.network.cells.archs[0].edge_ops["0->2"] == OPS
+    assert h.epochs[-1]["groups"][0]["d_edge"]["0->2"] < 1e-2
+    assert max(e["groups"][0]["stable_edge"]["0->2"] for e in h.epochs) == 1

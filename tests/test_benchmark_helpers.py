@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import pytest
+
+from iac_components.benchmark import genotype_agreement, random_genotype
+from iac_components.genotype import Genotype
+from iac_components.stats import paired_comparison, per_patient_dice
+
+A = Genotype((((0, "conv_3x3"), (1, "skip_connect")),) * 1 + tuple(((0, "conv_3x3"), (1, "conv_3x3")) for _ in range(3)))
+
+
+def test_random_genotypes_are_valid_and_reproducible():
+    g = random_genotype(3)
+    g.validate(n_nodes=4)
+    assert g == random_genotype(3) and g != random_genotype(4)
+
+
+def test_genotype_agreement_counts_edges_inputs_and_nodes():
+    assert genotype_agreement(A, A) == {"edges": 1.0, "inputs": 1.0, "nodes": 1.0}
+    # change one op on one edge, and the inputs of one node
+    b = Genotype(
+        (((0, "conv_3x3"), (1, "max_pool_3x3")), ((0, "conv_3x3"), (1, "conv_3x3")),
+         ((0, "conv_3x3"), (1, "conv_3x3")), ((2, "conv_3x3"), (1, "conv_3x3")))
+    )  # fmt: skip
+    agree = genotype_agreement(A, b)
+    assert agree["edges"] == pytest.approx(6 / 8)  # one op differs, one input differs
+    assert agree["inputs"] == pytest.approx(7 / 8)
+    assert agree["nodes"] == pytest.approx(3 / 4)
+
+
+def test_paired_comparison_is_per_patient_with_a_ci_and_wilcoxon():
+    rows = [
+        {"patient_id": "p1", "case_id": "p1_ED", "dice": {"A": 0.8, "B": 0.6}},
+        {"patient_id": "p1", "case_id": "p1_ES", "dice": {"A": 0.6, "B": 0.6}},
+        {"patient_id": "p2", "case_id": "p2_ED", "dice": {"A": 0.9, "B": 0.9}},
+    ]
+    assert per_patient_dice(rows) == pytest.approx({"p1": 0.65, "p2": 0.9})
+    a = {f"p{i}": 0.8 + 0.01 * i for i in range(10)}
+    b = {f"p{i}": 0.7 + 0.01 * i for i in range(10)}
+    c = paired_comparison(a, b)
+    assert c["mean_diff"] == pytest.approx(0.1) and c["ci95"] == pytest.approx([0.1, 0.1])
+    assert c["wilcoxon_p"] < 0.01 and c["wins"] == 10 and c["n_patients"] == 10
+    same = paired_comparison(a, a)
+    assert same["wilcoxon_p"] == 1.0 and same["mean_diff"] == 0.0
