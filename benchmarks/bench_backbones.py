@@ -39,6 +39,7 @@ from monai.losses import DiceCELoss
 from iac_components.genotype import Genotype
 from iac_components.implant import implant_fixed_cells, implant_search_cells
 from iac_components.networks import BACKBONES, StackedDeepSupervisionLoss, build_backbone
+from iac_components.utils import machine_info
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CLASSES = 4
@@ -51,17 +52,6 @@ GENOTYPE = Genotype(
         ((2, "sep_conv_5x5"), (4, "dil_conv_5x5")),
     )
 )
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _loadavg() -> list[float]:
@@ -179,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     meta = {
         "command": "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__), *(argv or sys.argv[1:])]),
-        "cpu": _cpu_model(),
+        "cpu": machine_info()["cpu"],
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,

@@ -12,48 +12,15 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shlex
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["main", "machine_info"]
+from iac_components.utils import machine_info  # noqa: E402
 
-
-def machine_info() -> dict:
-    """CPU model (from /proc/cpuinfo), core count, Python, torch and MONAI versions."""
-    import monai
-    import torch
-
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    try:
-        load = Path("/proc/loadavg").read_text().split()[:3]
-    except OSError:
-        load = []
-    return {
-        "cpu": cpu,
-        "load_average_at_start": load,
-        "cores": os.cpu_count(),
-        "usable_cores": usable,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "monai": monai.__version__,
-        "platform": platform.platform(),
-    }
+__all__ = ["main"]
 
 
 def _rate(ds, batch_size: int, workers: int, batches: int, warmup: int, seed: int) -> dict:

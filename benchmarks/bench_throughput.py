@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -38,7 +36,7 @@ from monai.networks.nets import FlexibleUNet  # noqa: E402
 from iac_components.genotype import Genotype  # noqa: E402
 from iac_components.implant import get_adapter, implant_fixed_cells, implant_search_cells  # noqa: E402
 from iac_components.search import IACSearchTrainer  # noqa: E402
-from iac_components.utils import write_json_atomic  # noqa: E402
+from iac_components.utils import machine_info, write_json_atomic  # noqa: E402
 from reference_supernet import ReferenceSupernet  # noqa: E402
 
 # a typical derived cell: 8 edges, a mix of the op types
@@ -50,20 +48,6 @@ GENOTYPE = Genotype(
         ((2, "dil_conv_5x5"), (4, "avg_pool_3x3")),
     )
 )
-
-
-def machine() -> dict:
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-            "threads": torch.get_num_threads()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def _net(backbone: str, classes: int) -> torch.nn.Module:
@@ -203,7 +187,7 @@ def main() -> None:
         table[dtype] = row
     doc = {
         "command": "python " + " ".join(sys.argv),
-        "machine": machine(),
+        "machine": machine_info(),
         "config": vars(args),
         "results": table,
         "raw_seconds": results,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import json
-import platform
 import random
 import shutil
 from itertools import combinations
@@ -29,9 +28,9 @@ from iac_components.demo import DEMO_OVERRIDES, _run, find_bundle
 from iac_components.genotype import Genotype, load_genotypes, save_genotypes
 from iac_components.ops import DEFAULT_OPS
 from iac_components.stats import paired_comparison
-from iac_components.utils import write_json_atomic
+from iac_components.utils import machine_info, write_json_atomic
 
-__all__ = ["genotype_agreement", "random_genotype", "run_benchmark"]
+__all__ = ["genotype_agreement", "random_genotype", "replay_rule", "run_benchmark"]
 
 ARMS = ("full", "lth", "random", "no_cells")
 
@@ -63,23 +62,6 @@ def _per_patient(csv_path: Path) -> dict[str, float]:
             dice = [float(v) for k, v in row.items() if k.startswith("dice_") and v != ""]
             per.setdefault(row["patient_id"], []).append(float(np.mean(dice)))
     return {p: float(np.mean(v)) for p, v in per.items()}
-
-
-def _machine() -> dict[str, Any]:
-    import os
-
-    import torch
-
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version()}
 
 
 def run_benchmark(
@@ -123,7 +105,7 @@ def run_benchmark(
     cell = {"cell_channels": search.get("cell_channels", 32)}
     report: dict[str, Any] = {
         "command": "iac benchmark " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["benchmark"] else " ".join(sys.argv),
-        "machine": _machine(),
+        "machine": machine_info(),
         "config": {"bundle": bundle, "seeds": list(seeds), "epochs": epochs, "retrain_epochs": retrain_epochs,
                    "dataset_dir": str(raw), "common": common, "search": search, "lth": lth_overrides or {},
                    "retrain": DEMO_OVERRIDES["retrain"] | {"epochs": retrain_epochs}},
@@ -131,7 +113,9 @@ def run_benchmark(
     }
     for seed in seeds:
         run = out / f"seed{seed}"
-        base = {**common, "seed": seed}
+        # each seed draws its own patient-level folds (repeated random sub-sampling): all arms of a seed share data,
+        # folds and seed; the pooled tests pair the arms per (seed, test patient)
+        base = {**common, "seed": seed, "split_seed": seed}
         logs = run / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         r: dict[str, Any] = {}
@@ -157,6 +141,12 @@ def run_benchmark(
                 "genotype": load_genotypes(d / "genotype.json")[0].to_dict(),
             }
         r["speedup"] = r["full"]["wall_clock_s"] / r["lth"]["wall_clock_s"]
+        # the paper's full search runs 200 epochs; every full epoch costs the same (nothing is pruned), so its
+        # wall-clock scales with the epoch count: an extrapolation from the measured epochs, labelled as such
+        r["speedup_vs_200_epochs_extrapolated"] = (
+            float(np.mean(r["full"]["epoch_wall_clock_s"][1:] or r["full"]["epoch_wall_clock_s"])) * 200
+            / r["lth"]["wall_clock_s"]
+        )
         g_full = Genotype.from_dict(r["full"]["genotype"])
         g_lth = Genotype.from_dict(r["lth"]["genotype"])
         r["agreement_lth_vs_full"] = genotype_agreement(g_lth, g_full)
@@ -181,6 +171,7 @@ def run_benchmark(
             summary = json.loads((d / "evaluation" / "iac" / "metrics_summary.json").read_text())
             r["arms"][arm] = {
                 "retrain_s": float((d / "retrain_s.txt").read_text()),
+                "cell_gamma": _gammas(d / "model.pt"),
                 "mean_dice": summary["mean_dice"],
                 "per_class": {k: v["dice"]["mean"] for k, v in summary["classes"].items()},
                 "per_patient": _per_patient(d / "evaluation" / "iac" / "metrics_per_case.csv"),
@@ -188,23 +179,35 @@ def run_benchmark(
         report["seeds"][str(seed)] = r
         write_json_atomic(Path(f"{results}.json"), _finish(report), indent=1)
     report = _finish(report)
+    first = out / f"seed{seeds[0]}" / "search_full" / "search_history.json"
+    report["calibration_sweep"] = sweep_rules(json.loads(first.read_text()))
+    report["calibration_sweep"]["history"] = str(first)
     write_json_atomic(Path(f"{results}.json"), report, indent=1)
     Path(f"{results}.md").write_text(_markdown(report))
     print(_markdown(report))
     return report
 
 
+def _gammas(model_file: Path) -> list[float]:
+    """The retrained cells' output scales γ (``skip + γ·cell``; 0 at the start): how much the cells contribute."""
+    import torch
+
+    state = torch.load(model_file, map_location="cpu", weights_only=True)
+    state = state.get("model", state)
+    return [round(float(v), 5) for k, v in state.items() if k.endswith(".gamma")]
+
+
 def _finish(report: dict[str, Any]) -> dict[str, Any]:
-    """Pool the seeds: per arm, each patient's Dice averaged over seeds; paired tests on those."""
+    """Pool the seeds: the paired unit is (seed, test patient); every arm of a seed has the same test patients."""
     seeds = report["seeds"]
     if not seeds:
         return report
     pooled: dict[str, dict[str, float]] = {}
     for arm in ARMS:
-        per = [s["arms"][arm]["per_patient"] for s in seeds.values() if arm in s.get("arms", {})]
-        if per:
-            patients = sorted(set.intersection(*(set(p) for p in per)))
-            pooled[arm] = {p: float(np.mean([x[p] for x in per])) for p in patients}
+        units = {f"seed{seed}/{p}": v for seed, s in seeds.items() if arm in s.get("arms", {})
+                 for p, v in s["arms"][arm]["per_patient"].items()}
+        if units:
+            pooled[arm] = units
     tests = {}
     if "lth" in pooled and "full" in pooled:
         tests["lth_vs_full"] = paired_comparison(pooled["lth"], pooled["full"])
@@ -216,9 +219,15 @@ def _finish(report: dict[str, Any]) -> dict[str, Any]:
     report["summary"] = {
         "speedup": {"per_seed": [s["speedup"] for s in seeds.values() if "speedup" in s],
                     "mean": float(np.mean([s["speedup"] for s in seeds.values() if "speedup" in s]))},
+        "speedup_vs_200_epochs_extrapolated": {
+            "per_seed": [s["speedup_vs_200_epochs_extrapolated"] for s in seeds.values() if "speedup" in s],
+            "mean": float(np.mean([s["speedup_vs_200_epochs_extrapolated"] for s in seeds.values() if "speedup" in s])),
+        },
         "agreement_lth_vs_full": {k: float(np.mean([s["agreement_lth_vs_full"][k] for s in seeds.values()
                                                     if "agreement_lth_vs_full" in s])) for k in ("edges", "inputs", "nodes")},
         "agreement_full_vs_full": {k: float(np.mean([f[k] for f in floor])) for k in ("edges", "inputs", "nodes")} if floor else None,
+        "paired_units": {"pairs": len(pooled.get("no_cells", {})),
+                         "distinct_patients": len({u.split("/", 1)[1] for u in pooled.get("no_cells", {})})},
         "mean_dice": {arm: float(np.mean([s["arms"][arm]["mean_dice"] for s in seeds.values() if arm in s.get("arms", {})]))
                       for arm in ARMS if any(arm in s.get("arms", {}) for s in seeds.values())},
         "tests": tests,
@@ -253,20 +262,180 @@ def _markdown(report: dict[str, Any]) -> str:
         floor = s.get("agreement_full_vs_full")
         lines += [
             "",
-            f"Mean speed-up {s['speedup']['mean']:.2f}x. Genotype agreement LTH vs full (edges / inputs / nodes): "
+            f"Mean speed-up {s['speedup']['mean']:.2f}x against the {report['config']['epochs']}-epoch full search "
+            f"measured here; {s['speedup_vs_200_epochs_extrapolated']['mean']:.1f}x against a 200-epoch full search "
+            "(extrapolated: the full search's mean epoch wall-clock x 200). Genotype agreement LTH vs full (edges / inputs / nodes): "
             + " / ".join(f"{s['agreement_lth_vs_full'][k]:.2f}" for k in ("edges", "inputs", "nodes"))
-            + (f"; full vs full across seeds (noise floor): " + " / ".join(f"{floor[k]:.2f}" for k in ("edges", "inputs", "nodes"))
+            + ("; full vs full across seeds (noise floor): " + " / ".join(f"{floor[k]:.2f}" for k in ("edges", "inputs", "nodes"))
                if floor else ""),
             "",
-            "| arm | mean test Dice (over seeds) | per seed |",
-            "|---|---|---|",
+            "| arm | mean test Dice (over seeds) | per seed | largest cell γ per seed |",
+            "|---|---|---|---|",
         ]
         for arm, v in s["mean_dice"].items():
-            per = ", ".join(f"{r['arms'][arm]['mean_dice']:.4f}" for r in report["seeds"].values() if arm in r.get("arms", {}))
-            lines.append(f"| {arm} | {v:.4f} | {per} |")
-        lines += ["", "| comparison (per patient, Dice averaged over seeds) | mean diff | 95% CI | Wilcoxon p | patients |",
-                  "|---|---|---|---|---|"]
+            rs = [r["arms"][arm] for r in report["seeds"].values() if arm in r.get("arms", {})]
+            per = ", ".join(f"{a['mean_dice']:.4f}" for a in rs)
+            gam = ", ".join(f"{max(map(abs, a['cell_gamma'])):.4f}" if a.get("cell_gamma") else "-" for a in rs)
+            lines.append(f"| {arm} | {v:.4f} | {per} | {gam} |")
+        units = s.get("paired_units", {})
+        lines += ["", f"Paired tests: one pair per (seed, test patient) ({units.get('pairs')} pairs, "
+                      f"{units.get('distinct_patients')} distinct patients; each seed draws its own folds).", "",
+                  "| comparison | mean diff | 95% CI (bootstrap) | Wilcoxon p | pairs |", "|---|---|---|---|---|"]
         for name, t in s["tests"].items():
             lines.append(f"| {name.replace('_', ' ')} | {t['mean_diff']:+.4f} | {t['ci95'][0]:+.4f}..{t['ci95'][1]:+.4f} | "
                          f"{t['wilcoxon_p']:.3g} | {t['n_patients']} |")
+        lines += _epoch_cost_lines(report)
+    sweep = report.get("calibration_sweep")
+    if sweep:
+        lines += ["", f"## Calibration sweep (replayed on seed {report['config']['seeds'][0]}'s full search, "
+                      f"{sweep['total_arch_steps']} arch steps; {len(sweep['rows'])} rules)", "",
+                  "The rule replayed on the full search's recorded checks (exact for each edge's first cut, an "
+                  "approximation after it). Defaults: " + ", ".join(f"{k}={v}" for k, v in sweep["defaults"].items()),
+                  "", "| epsilon | window | patience | margin | keep | replay decided at arch step | ops alive at the end "
+                  "| agreement edges / nodes | safe first cuts |", "|---|---|---|---|---|---|---|---|---|"]
+        default = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in sweep["defaults"].items()}
+        is_default = lambda r: all(r[k] == v for k, v in default.items())  # noqa: E731
+        rows = sorted(sweep["rows"], key=lambda r: (r["ops_alive_end"], r["decided_step"] or 1e9, -r["agreement_edges"]))
+        shown = rows[:20] + [r for r in rows[20:] if is_default(r)]
+        for r in shown:
+            safe = "" if r["safe_first_cuts"] is None else f"{r['safe_first_cuts']:.2f}"
+            mark = " **(default)**" if is_default(r) else ""
+            lines.append(f"| {r['epsilon']:g} | {r['window']} | {r['patience']} | {r['margin']:g} | {r['keep_schedule']}{mark} | "
+                         f"{r['decided_step'] or 'not decided'} | {r['ops_alive_end']} | "
+                         f"{r['agreement_edges']:.2f} / {r['agreement_nodes']:.2f} | {safe} |")
+        lines.append(f"\n(the first 20 of {len(rows)} rows, fewest ops alive and earliest decision first, and the default; "
+                     "all rows in the JSON)")
     return "\n".join(lines) + "\n"
+
+
+def _epoch_cost_lines(report: dict[str, Any]) -> list[str]:
+    """Pruning makes epochs cheaper: each LTH search's epoch wall-clock against its ops alive."""
+    lines = ["", "## Epoch wall-clock against ops alive (LTH searches; the full search keeps 112 ops)", "",
+             "| seed | full search: median epoch (s) | LTH, epoch by epoch: ops alive at its end / its wall-clock (s) |", "|---|---|---|"]
+    for seed, r in report["seeds"].items():
+        if "lth" not in r:
+            continue
+        full = float(np.median(r["full"]["epoch_wall_clock_s"][1:] or r["full"]["epoch_wall_clock_s"]))
+        lth = ", ".join(f"{o}/{t:.1f}" for o, t in zip(r["lth"]["ops_alive"], r["lth"]["epoch_wall_clock_s"]))
+        lines.append(f"| {seed} | {full:.1f} | {lth} |")
+    lines += ["", "(epoch 1 is the warm-up without arch steps; the last epoch stops when the cell is decided)"]
+    return lines
+
+
+SWEEP = {
+    "epsilon": (1e-4, 1e-3, 3e-3),
+    "patience": (1, 2, 3),
+    "margin": (0.0005, 0.001, 0.002, 0.005),
+    "window": (1, 2),
+    "keep_schedule": ((4, 2, 1), (2, 1)),
+}
+
+
+def sweep_rules(history: dict[str, Any], grid: dict[str, tuple] | None = None) -> dict[str, Any]:
+    """Replay every rule of ``grid`` (default :data:`SWEEP`) on one full search (:func:`replay_rule`)."""
+    from itertools import product
+
+    from iac_components.search.pruning import JSDPruningHandler
+
+    grid = grid or SWEEP
+    rows = []
+    for values in product(*grid.values()):
+        rule = dict(zip(grid, values))
+        r = replay_rule(history, **rule)
+        rows.append({**r["rule"], "ops_alive_end": r["ops_alive_end"], "decided_step": r["decided_step"],
+                     "speedup_proxy": r["speedup_proxy"], "agreement_edges": r["agreement"]["edges"],
+                     "agreement_nodes": r["agreement"]["nodes"], "safe_first_cuts": r["safe_first_cuts"]})
+    defaults = JSDPruningHandler()
+    chosen = {k: getattr(defaults, k) for k in ("epsilon", "window", "patience", "margin", "keep_schedule")}
+    return {"grid": {k: list(v) for k, v in grid.items()}, "total_arch_steps": history["epochs"][-1]["arch_steps"],
+            "rows": rows, "defaults": chosen}
+
+
+def replay_rule(history: dict[str, Any], group: int = 0, **rule: Any) -> dict[str, Any]:
+    """Replay the JSD rule on a full search's recorded checks (``p``/``q`` per check; ``prune=False`` history):
+    what the rule would have pruned and when, using the full search's own trajectory for the ops still alive.
+
+    An approximation of a real LTH run (pruning changes the trajectory that follows), but exact for each edge's
+    first decision and free to evaluate: used to sweep ε, window, patience, margin and keep_schedule.
+
+    Returns:
+        ``decided_step`` (arch step at which every edge and node is decided, or None), ``speedup_proxy`` (arch
+        steps of the full search / decided_step), ``agreement`` of the replayed cell with the full search's final
+        genotype, and ``safe_first_cuts`` (fraction of first edge decisions that kept the final op).
+    """
+    from iac_components.genotype import edge_key
+    from iac_components.search.pruning import JSDPruningHandler, _Tracker, next_keep_size
+
+    h = JSDPruningHandler(**rule)
+    checks = [c for e in history["epochs"] for c in e["checks"]]
+    if not checks or "p" not in checks[0]:
+        raise ValueError("the history has no per-check p/q (record a full search with this version)")
+    final = Genotype.from_dict(history["final_genotypes"][group])
+    final_ops = {edge_key(i, j): op for i, j, op in final.edges()}
+    edge_ops = {k: list(v) for k, v in checks[0]["p"][group].items()}
+    node_inputs = {int(j): [int(i) for i in v] for j, v in checks[0]["q"][group].items()}
+    trackers = {k: _Tracker() for k in edge_ops}
+    node_trackers = {j: _Tracker() for j in node_inputs}
+    first_safe: list[bool] = []
+    first_cuts: dict[str, int] = {}
+    decided_step = None
+    for c in checks:
+        for j, inputs in node_inputs.items():
+            if len(inputs) <= 2:
+                continue
+            q = np.array([c["q"][group][str(j)][str(i)] for i in inputs])
+            q = q / q.sum()
+            best = []
+            for n, i in enumerate(inputs):
+                p = c["p"][group][edge_key(i, j)]
+                ps = np.array([p[o] for o in edge_ops[edge_key(i, j)] if o != "none"])
+                best.append(q[n] * (ps / ps.sum()).max() if ps.size else 0.0)
+            score = np.array(best) / (sum(best) or 1.0)
+            order = np.argsort(-score, kind="stable")
+            keep = sorted(inputs[k] for k in order[:2])
+            node_trackers[j].update({str(i): float(v) for i, v in zip(inputs, q)}, [str(i) for i in keep], h.window, h.epsilon)
+            if node_trackers[j].stable >= h.patience and score[order[1]] - score[order[2]] >= h.margin:
+                for i in inputs:
+                    if i not in keep:
+                        edge_ops.pop(edge_key(i, j), None)
+                node_inputs[j] = keep
+        for key, ops in list(edge_ops.items()):
+            if len(ops) == 1:
+                continue
+            p = np.array([c["p"][group][key][o] for o in ops])
+            p = p / p.sum()
+            k = next_keep_size(len(ops), h.keep_schedule)
+            order = np.argsort(-p, kind="stable")
+            keep = [ops[n] for n in sorted(order[:k])]
+            trackers[key].update({o: float(v) for o, v in zip(ops, p)}, keep, h.window, h.epsilon)
+            if trackers[key].stable >= h.patience and p[order[k - 1]] - p[order[k]] >= h.margin:
+                if len(ops) == len(checks[0]["p"][group][key]):  # the edge's first cut
+                    first_cuts[key] = c["arch_step"]
+                    if key in final_ops:
+                        first_safe.append(final_ops[key] in keep)
+                edge_ops[key] = keep
+                trackers[key].reset()
+        if decided_step is None and all(len(v) == 2 for v in node_inputs.values()) and all(
+            len(v) == 1 for v in edge_ops.values()
+        ):
+            decided_step = c["arch_step"]
+    last = checks[-1]
+
+    def node_choice(j: int) -> list[tuple[int, str]]:
+        inputs = node_inputs[j]
+        if len(inputs) > 2:
+            inputs = sorted(inputs, key=lambda i: -last["q"][group][str(j)][str(i)])[:2]
+        return [(i, max(edge_ops[edge_key(i, j)], key=lambda o: last["p"][group][edge_key(i, j)][o]))
+                for i in sorted(inputs)]
+
+    replayed = Genotype(tuple(tuple(node_choice(j)) for j in sorted(node_inputs)))
+    total = checks[-1]["arch_step"]
+    return {
+        "rule": {k: getattr(h, k) for k in ("epsilon", "window", "patience", "margin", "keep_schedule")},
+        "decided_step": decided_step,
+        "speedup_proxy": (total / decided_step) if decided_step else 1.0,
+        "agreement": genotype_agreement(replayed, final),
+        "safe_first_cuts": float(np.mean(first_safe)) if first_safe else None,
+        "first_cuts": first_cuts,
+        "ops_alive_end": sum(len(v) for v in edge_ops.values()),
+    }

@@ -42,3 +42,24 @@ def test_paired_comparison_is_per_patient_with_a_ci_and_wilcoxon():
     assert c["wilcoxon_p"] < 0.01 and c["wins"] == 10 and c["n_patients"] == 10
     same = paired_comparison(a, a)
     assert same["wilcoxon_p"] == 1.0 and same["mean_diff"] == 0.0
+
+
+def test_pooled_tests_pair_arms_per_seed_and_patient():
+    """Each seed draws its own folds, so the test patients differ between seeds: the pooled comparison pairs the
+    arms within a seed, one unit per (seed, test patient), and never averages different patients together."""
+    from iac_components.benchmark import ARMS, _finish
+
+    def seed_run(patients: list[str], lift: float) -> dict:
+        arms = {arm: {"mean_dice": 0.8, "cell_gamma": [0.0],
+                      "per_patient": {p: 0.7 + 0.01 * n + (lift if arm == "lth" else 0.0) for n, p in enumerate(patients)}}
+                for arm in ARMS}  # fmt: skip
+        return {"speedup": 2.0, "speedup_vs_200_epochs_extrapolated": 10.0, "full": {"genotype": A.to_dict()},
+                "agreement_lth_vs_full": {"edges": 1.0, "inputs": 1.0, "nodes": 1.0}, "arms": arms}
+
+    report = {"seeds": {"0": seed_run(["p1", "p2", "p3"], 0.02), "1": seed_run(["p3", "p4", "p5", "p6"], 0.02)}}
+    s = _finish(report)["summary"]
+    assert s["paired_units"] == {"pairs": 7, "distinct_patients": 6}
+    t = s["tests"]["lth_vs_full"]
+    assert t["n_patients"] == 7 and t["mean_diff"] == pytest.approx(0.02) and t["wins"] == 7
+    assert s["tests"]["full_vs_no_cells"]["mean_diff"] == pytest.approx(0.0)
+    assert s["agreement_full_vs_full"] == {"edges": 1.0, "inputs": 1.0, "nodes": 1.0}

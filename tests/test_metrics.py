@@ -9,7 +9,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from iac_components.metrics import case_metrics, summarize_metrics, write_metrics
 
@@ -17,13 +16,6 @@ CLASSES = ["background", "dot", "box", "absent", "missed", "spurious"]
 SPACING = (1.0, 2.0, 3.0)
 SHAPE = (6, 5, 4)
 
-
-@pytest.fixture(autouse=True)
-def single_torch_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def _case():

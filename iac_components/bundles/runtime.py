@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from iac_components.search.engine import _str_bool
+from iac_components.utils import as_bool
 
 __all__ = [
     "BundleData",
@@ -36,11 +36,6 @@ DATA_SOURCES: dict[str, str] = {
     "msd": "your data in the Medical Segmentation Decathlon layout (dataset.json with a 'training' list)",
     "nnunet": "your data in the nnU-Net v2 raw layout (DatasetNNN_Name/ with imagesTr/, labelsTr/, dataset.json)",
 }
-
-
-def as_bool(value: Any) -> bool:
-    """``True``/``False`` from a config or command-line value: fire passes ``--x false`` as the string "false"."""
-    return _str_bool(value)
 
 
 def _fail(message: str) -> SystemExit:

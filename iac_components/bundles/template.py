@@ -68,6 +68,9 @@ def _paths(spec: BundleSpec) -> dict[str, Any]:
         "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
         "amp": True,
         "seed": 0,
+        # the folds follow their own seed, not `seed`: changing the training seed between workflows must not move
+        # patients between train and test (a search with --seed 1 over a baseline trained with --seed 0)
+        "split_seed": 0,
         "spacing": list(s.spacing) if s.spacing else None,
         "spatial_size": list(s.spatial_size) if s.spatial_size else None,
         "num_workers": 4,
@@ -82,7 +85,7 @@ def _data() -> dict[str, Any]:
             "dataset_dir": "@dataset_dir",
             "cache_dir": "@cache_dir",
             "bundle_root": "@bundle_root",
-            "split_seed": "@seed",
+            "split_seed": "@split_seed",
             "spacing": "@spacing",
             "spatial_size": "@spatial_size",
         },
@@ -334,6 +337,12 @@ def search_config(spec: BundleSpec) -> dict[str, Any]:
         "search_val": _slice_loader("search_val", "search_val", False),
         "pruning": {
             "_target_": "iac_components.search.JSDPruningHandler",
+            "epsilon": 1e-3,
+            "window": 1,
+            "patience": 2,
+            "margin": 0.001,
+            "keep_schedule": [4, 2, 1],
+            "interval": 4,
             "prune": "@prune",
             "genotype_path": "@genotype_file",
             "history_path": "@history_file",

@@ -44,6 +44,7 @@ from monai.networks.nets import AttentionUnet, BasicUNet, BasicUNetPlusPlus, Fle
 
 from iac_components.networks.deep_supervision import DeepSupervisionStack
 from iac_components.networks.nnunet import build_nnunet
+from iac_components.utils import as_bool
 from iac_components.networks.padding import PAD_MODES, PadToMultiple
 
 __all__ = ["BACKBONES", "BackboneSpec", "build_backbone"]
@@ -130,13 +131,6 @@ BACKBONES: dict[str, BackboneSpec] = {
 """Bundle backbone name -> how to build it."""
 
 
-def _as_bool(value: Any) -> bool:
-    # bundle overrides and fire may pass "false"
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
-
-
 def build_backbone(
     name: str,
     in_channels: int,
@@ -171,11 +165,11 @@ def build_backbone(
     if pad_mode not in PAD_MODES:
         raise ValueError(f"unknown pad_mode {pad_mode!r}; valid modes: {', '.join(PAD_MODES)}")
     spec = BACKBONES[name]
-    pretrained = _as_bool(pretrained)
+    pretrained = as_bool(pretrained)
     if pretrained and not spec.pretrained:
         with_weights = [n for n, s in BACKBONES.items() if s.pretrained]
         raise ValueError(
             f"backbone {name!r} has no pretrained weights; pretrained=True works for: {', '.join(with_weights)}"
         )
     network = spec.build(int(in_channels), int(out_channels), int(spatial_dims), pretrained, **kwargs)
-    return PadToMultiple(network, mode=pad_mode) if _as_bool(any_size) else network
+    return PadToMultiple(network, mode=pad_mode) if as_bool(any_size) else network

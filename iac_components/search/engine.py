@@ -30,6 +30,8 @@ from monai.engines.workflow import Workflow
 from monai.inferers import Inferer
 from monai.utils.enums import CommonKeys as Keys
 
+from iac_components.utils import as_bool
+
 __all__ = ["IACSearchTrainer", "IACTrainer", "SearchEvents", "autocast_dtype", "reseed_loaders"]
 
 
@@ -79,18 +81,6 @@ def _as_device(device: str | torch.device) -> torch.device:
     return device if isinstance(device, torch.device) else torch.device(device)
 
 
-def _str_bool(value: Any) -> bool:
-    # fire passes `--amp false` as the string "false", which is truthy
-    if isinstance(value, str):
-        low = value.strip().lower()
-        if low in ("false", "0", "no", "off", "none", ""):
-            return False
-        if low in ("true", "1", "yes", "on"):
-            return True
-        raise ValueError(f"not a boolean: {value!r}")
-    return bool(value)
-
-
 class IACTrainer(SupervisedTrainer):
     """MONAI ``SupervisedTrainer`` with AMP on any device and per-epoch re-seeding.
 
@@ -130,7 +120,7 @@ class IACTrainer(SupervisedTrainer):
         seed: int | None = None,
     ) -> None:
         device = _as_device(device)
-        amp = _str_bool(amp)
+        amp = as_bool(amp)
         self.autocast_dtype = autocast_dtype(device, amp, amp_dtype)
         self.seed = seed
         self._seeded_loaders: list[Any] = [train_data_loader]

@@ -22,6 +22,7 @@ pytestmark = [
 
 NAMES = [s.name for s in all_bundles()]
 WORKFLOW_FILES = ["train", "search", "retrain", "evaluate", "inference"]
+BASELINE_FILES = ["baseline_attention_unet", "baseline_unetplusplus"]
 # `python -m monai.bundle run [ID] --config_file .../configs/FILE.json`
 DOCUMENTED_RUN = re.compile(r"python -m monai\.bundle run(?: (?!--)(\S+))? --config_file \S*configs/(\w+)\.json")
 
@@ -37,10 +38,14 @@ def test_documented_ids_are_expression_lists(name):
     (a dict) would only build it and exit 0 without training (see ``test_section_id_builds_without_training``)."""
     readme = (BUNDLES / name / "docs" / "README.md").read_text()
     documented = {(run_id or "run", f) for run_id, f in DOCUMENTED_RUN.findall(readme)}
-    assert documented == {("run", "train"), ("search", "search"), ("run", "retrain"), ("run", "evaluate"), ("run", "inference")}
-    for f in WORKFLOW_FILES:
+    assert documented == {("run", "train"), ("search", "search"), ("run", "retrain"), ("run", "evaluate"), ("run", "inference")} | {
+        ("run", b) for b in BASELINE_FILES
+    }
+    for f in WORKFLOW_FILES + BASELINE_FILES:
         parser = ConfigParser()
-        parser.read_config(str(BUNDLES / name / "configs" / f"{f}.json"))
+        # the comparison baselines merge over train.json (the README's `--config_file "['train.json','baseline_...']"`)
+        files = ["train", f] if f in BASELINE_FILES else [f]
+        parser.read_config([str(BUNDLES / name / "configs" / f"{g}.json") for g in files])
         ids = {"run", "initialize", "finalize"} | {i for i, g in documented if g == f}
         for run_id in ids:
             value = parser[run_id]
@@ -118,3 +123,14 @@ def test_network_contract_export_and_torchscript(name, tmp_path, genotype_file):
         torch.testing.assert_close(traced, eager)
     for f in ("model.pt", "model.ts"):  # up to 370 MB each: do not leave 29 of them in pytest's kept temp folders
         (models / f).unlink()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_folds_follow_split_seed_not_the_training_seed(name):
+    """A search run with ``--seed 1`` over a baseline trained with ``--seed 0`` must see the same test patients."""
+    for f in ["train", "search", "retrain", "evaluate"]:
+        parser = ConfigParser()
+        parser.read_config(str(BUNDLES / name / "configs" / f"{f}.json"))
+        parser.update({"seed": 1})
+        assert parser.get("split_seed") == 0, f
+        assert parser.get("data")["split_seed"] == "@split_seed", f

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from iac_components.data.synth import synthesize
 
@@ -37,14 +36,6 @@ TINY_PREP = {
     "nnunet": dict(spacing=(3.6, 3.6), spatial_size=(48, 48)),
 }
 
-
-@pytest.fixture(autouse=True)
-def single_torch_thread():
-    """Small tensors: intra-op threads only add overhead (and a shared 2-core machine makes it worse)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="session")

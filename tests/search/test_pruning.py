@@ -243,3 +243,27 @@ def test_leaders_that_keep_swapping_are_not_a_decision():
     assert eng.network.cells.archs[0].edge_ops["0->2"] == OPS
     assert h.epochs[-1]["groups"][0]["d_edge"]["0->2"] < 1e-2
     assert max(e["groups"][0]["stable_edge"]["0->2"] for e in h.epochs) == 1
+
+
+def test_replaying_the_rule_on_a_full_history_finds_the_same_first_cuts(tmp_path):
+    """The calibration sweep replays the rule on a full search's recorded checks; for each edge's first decision
+    that replay is exact: it matches what the handler does in a real pruned run on the same trajectory."""
+    import json
+
+    from iac_components.benchmark import replay_rule
+
+    shifted = {edge_key(i, j): _by_name(RANKED[(i + j) % 8:] + RANKED[:(i + j) % 8]) for j in range(2, 6) for i in range(j)}
+    rule = {"epsilon": 1e-3, "window": 1, "patience": 2, "margin": 0.02}
+    full = ScriptedSearch(_script(shifted))
+    JSDPruningHandler(prune=False, history_path=tmp_path / "full.json", **rule).attach(full)
+    full.go(4)
+    replay = replay_rule(json.loads((tmp_path / "full.json").read_text()), **rule)
+    lth = ScriptedSearch(_script(shifted))
+    h = _handler(**rule)
+    h.attach(lth)
+    lth.go(4)
+    real_first = {}
+    for e in h.events:
+        if e["kind"] == "edge":
+            real_first.setdefault(e["where"], e["arch_step"])
+    assert real_first and replay["first_cuts"] == real_first
