@@ -28,9 +28,10 @@ DEMO_OVERRIDES: dict[str, dict[str, Any]] = {
     },
     "train": {"epochs": 10, "batch_size": 16, "learning_rate": 3e-3},
     # a short search: more arch steps per epoch (batch 8) and a larger arch learning rate, so that α moves within
-    # a few epochs of this small dataset (the rule itself keeps the bundle's defaults)
+    # a few epochs of this small dataset (the rule itself keeps the bundle's defaults). 30 epochs at most: on this
+    # data the JSD rule decided the cell after 15-24 epochs in `iac benchmark` (benchmarks/results/lth_vs_full.md)
     "search": {
-        "epochs": 10,
+        "epochs": 30,
         "warmup_epochs": 1,
         "batch_size": 8,
         "cell_channels": 16,
