@@ -10,30 +10,19 @@ FlexibleUNet with MONAI's resnet50 encoder and the fixed genotype of ``bench_thr
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_backbones import _timed  # noqa: E402
 from bench_throughput import GENOTYPE, _net  # noqa: E402
 from monai.losses import DiceCELoss  # noqa: E402
 
 from iac_components.implant import get_adapter, implant_fixed_cells  # noqa: E402
 from iac_components.utils import machine_info, write_json_atomic  # noqa: E402
-
-
-def _timed(fn, steps: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main() -> None:

@@ -63,3 +63,30 @@ def test_pooled_tests_pair_arms_per_seed_and_patient():
     assert t["n_patients"] == 7 and t["mean_diff"] == pytest.approx(0.02) and t["wins"] == 7
     assert s["tests"]["full_vs_no_cells"]["mean_diff"] == pytest.approx(0.0)
     assert s["agreement_full_vs_full"] == {"edges": 1.0, "inputs": 1.0, "nodes": 1.0}
+
+
+def test_report_reads_cell_gammas_and_tabulates_epoch_cost(tmp_path):
+    """γ comes from the retrained checkpoint (``{"model": state}`` as the bundles save it); the markdown shows the
+    largest |γ| per seed and each LTH epoch's ops alive against its wall-clock."""
+    import torch
+
+    from iac_components.benchmark import ARMS, _finish, _gammas, _markdown
+
+    torch.save({"model": {"cells.cells.0.gamma": torch.tensor([0.25]), "cells.cells.1.gamma": torch.tensor([-0.5]),
+                          "backbone.w": torch.zeros(2)}}, tmp_path / "model.pt")  # fmt: skip
+    assert _gammas(tmp_path / "model.pt") == [0.25, -0.5]
+
+    arms = {arm: {"mean_dice": 0.8, "cell_gamma": [] if arm == "no_cells" else [0.25, -0.5],
+                  "per_patient": {"p1": 0.7, "p2": 0.8}} for arm in ARMS}  # fmt: skip
+    run = {"speedup": 2.0, "speedup_vs_200_epochs_extrapolated": 10.0,
+           "full": {"genotype": A.to_dict(), "wall_clock_s": 100.0, "epochs": 3, "arch_steps": 30, "decided_at": None,
+                    "epoch_wall_clock_s": [5.0, 20.0, 22.0]},
+           "lth": {"genotype": A.to_dict(), "wall_clock_s": 50.0, "epochs": 3, "arch_steps": 20,
+                   "decided_at": {"epoch": 3, "arch_step": 20}, "ops_alive": [112, 40, 8],
+                   "epoch_wall_clock_s": [5.0, 12.5, 3.0]},
+           "agreement_lth_vs_full": {"edges": 1.0, "inputs": 1.0, "nodes": 1.0}, "arms": arms}  # fmt: skip
+    report = {"command": "iac benchmark", "machine": {"cpu": "cpu", "cores": 2, "torch": "2", "torch_threads": 1},
+              "config": {"dataset_dir": "/x/raw", "epochs": 3, "seeds": [0]}, "seeds": {"0": run}}  # fmt: skip
+    md = _markdown(_finish(report))
+    assert "| lth | 0.8000 | 0.8000 | 0.5000 |" in md and "| no_cells | 0.8000 | 0.8000 | - |" in md
+    assert "| 0 | 21.0 | 112/5.0, 40/12.5, 8/3.0 |" in md

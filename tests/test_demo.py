@@ -27,6 +27,7 @@ def test_demo_runs_every_step_and_prints_the_summary(tmp_path, toy_overrides, ca
         assert f"[demo] {step} done" in out
         assert (tmp_path / "demo" / "logs" / f"{step}.log").stat().st_size > 0
     assert "test Dice, U-Net + IAC" in out and "ops alive" in out
+    assert "IAC had 1 more epochs of training" in out  # the IAC - baseline line is not read as the cells' gain
     assert "Epoch[" not in out  # the workflows' logs go to the log files, not the console
     saved = json.loads((tmp_path / "demo" / "demo_summary.json").read_text())
     assert saved["search"]["epochs"] == 2 and saved["search"]["ops_alive_start"] == 14 * 8
