@@ -189,12 +189,13 @@ def run_benchmark(
 
 
 def _gammas(model_file: Path) -> list[float]:
-    """The retrained cells' output scales γ (``skip + γ·cell``; 0 at the start): how much the cells contribute."""
+    """The retrained cells' output scales γ (``skip + γ·cell``, per channel, 0 at the start): the largest |γ| of
+    each level, a first look at how much the cells contribute."""
     import torch
 
     state = torch.load(model_file, map_location="cpu", weights_only=True)
     state = state.get("model", state)
-    return [round(float(v), 5) for k, v in state.items() if k.endswith(".gamma")]
+    return [round(float(v.abs().max()), 5) for k, v in state.items() if k.endswith(".gamma")]
 
 
 def _finish(report: dict[str, Any]) -> dict[str, Any]:
@@ -323,9 +324,9 @@ def _epoch_cost_lines(report: dict[str, Any]) -> list[str]:
 
 
 SWEEP = {
-    "epsilon": (1e-4, 1e-3, 3e-3),
+    "epsilon": (0.03, 0.1, 0.3),
     "patience": (1, 2, 3),
-    "margin": (0.0005, 0.001, 0.002, 0.005),
+    "margin": (0.5, 1.0, 2.0),
     "window": (1, 2),
     "keep_schedule": ((4, 2, 1), (2, 1)),
 }
@@ -335,7 +336,7 @@ def sweep_rules(history: dict[str, Any], grid: dict[str, tuple] | None = None) -
     """Replay every rule of ``grid`` (default :data:`SWEEP`) on one full search (:func:`replay_rule`)."""
     from itertools import product
 
-    from iac_components.search.pruning import JSDPruningHandler
+    from iac_components.search.rule import JSDRule
 
     grid = grid or SWEEP
     rows = []
@@ -345,97 +346,38 @@ def sweep_rules(history: dict[str, Any], grid: dict[str, tuple] | None = None) -
         rows.append({**r["rule"], "ops_alive_end": r["ops_alive_end"], "decided_step": r["decided_step"],
                      "speedup_proxy": r["speedup_proxy"], "agreement_edges": r["agreement"]["edges"],
                      "agreement_nodes": r["agreement"]["nodes"], "safe_first_cuts": r["safe_first_cuts"]})
-    defaults = JSDPruningHandler()
-    chosen = {k: getattr(defaults, k) for k in ("epsilon", "window", "patience", "margin", "keep_schedule")}
+    chosen = JSDRule().config()
     return {"grid": {k: list(v) for k, v in grid.items()}, "total_arch_steps": history["epochs"][-1]["arch_steps"],
             "rows": rows, "defaults": chosen}
 
 
 def replay_rule(history: dict[str, Any], group: int = 0, **rule: Any) -> dict[str, Any]:
-    """Replay the JSD rule on a full search's recorded checks (``p``/``q`` per check; ``prune=False`` history):
-    what the rule would have pruned and when, using the full search's own trajectory for the ops still alive.
-
-    An approximation of a real LTH run (pruning changes the trajectory that follows), but exact for each edge's
-    first decision and free to evaluate: used to sweep ε, window, patience, margin and keep_schedule.
+    """:func:`~iac_components.search.rule.replay_history` of a full search's history with the rule ``rule``,
+    scored against the full search's own final genotype.
 
     Returns:
-        ``decided_step`` (arch step at which every edge and node is decided, or None), ``speedup_proxy`` (arch
-        steps of the full search / decided_step), ``agreement`` of the replayed cell with the full search's final
-        genotype, and ``safe_first_cuts`` (fraction of first edge decisions that kept the final op).
+        the replay's ``rule``, ``cuts``, ``decided_step`` and ``ops_alive_end``; ``first_cuts`` (arch step of each
+        edge's first cut), ``speedup_proxy`` (arch steps of the full search / decided_step), ``agreement`` of the
+        replayed cell with the full search's final genotype, and ``safe_first_cuts`` (fraction of first edge
+        cuts that kept the final op).
     """
     from iac_components.genotype import edge_key
-    from iac_components.search.pruning import JSDPruningHandler, _Tracker, next_keep_size
+    from iac_components.search.rule import JSDRule, replay_history
 
-    h = JSDPruningHandler(**rule)
-    checks = [c for e in history["epochs"] for c in e["checks"]]
-    if not checks or "p" not in checks[0]:
-        raise ValueError("the history has no per-check p/q (record a full search with this version)")
+    r = replay_history(history, JSDRule(**rule), group=group)
     final = Genotype.from_dict(history["final_genotypes"][group])
     final_ops = {edge_key(i, j): op for i, j, op in final.edges()}
-    edge_ops = {k: list(v) for k, v in checks[0]["p"][group].items()}
-    node_inputs = {int(j): [int(i) for i in v] for j, v in checks[0]["q"][group].items()}
-    trackers = {k: _Tracker() for k in edge_ops}
-    node_trackers = {j: _Tracker() for j in node_inputs}
-    first_safe: list[bool] = []
     first_cuts: dict[str, int] = {}
-    decided_step = None
-    for c in checks:
-        for j, inputs in node_inputs.items():
-            if len(inputs) <= 2:
-                continue
-            q = np.array([c["q"][group][str(j)][str(i)] for i in inputs])
-            q = q / q.sum()
-            best = []
-            for n, i in enumerate(inputs):
-                p = c["p"][group][edge_key(i, j)]
-                ps = np.array([p[o] for o in edge_ops[edge_key(i, j)] if o != "none"])
-                best.append(q[n] * (ps / ps.sum()).max() if ps.size else 0.0)
-            score = np.array(best) / (sum(best) or 1.0)
-            order = np.argsort(-score, kind="stable")
-            keep = sorted(inputs[k] for k in order[:2])
-            node_trackers[j].update({str(i): float(v) for i, v in zip(inputs, q)}, [str(i) for i in keep], h.window, h.epsilon)
-            if node_trackers[j].stable >= h.patience and score[order[1]] - score[order[2]] >= h.margin:
-                for i in inputs:
-                    if i not in keep:
-                        edge_ops.pop(edge_key(i, j), None)
-                node_inputs[j] = keep
-        for key, ops in list(edge_ops.items()):
-            if len(ops) == 1:
-                continue
-            p = np.array([c["p"][group][key][o] for o in ops])
-            p = p / p.sum()
-            k = next_keep_size(len(ops), h.keep_schedule)
-            order = np.argsort(-p, kind="stable")
-            keep = [ops[n] for n in sorted(order[:k])]
-            trackers[key].update({o: float(v) for o, v in zip(ops, p)}, keep, h.window, h.epsilon)
-            if trackers[key].stable >= h.patience and p[order[k - 1]] - p[order[k]] >= h.margin:
-                if len(ops) == len(checks[0]["p"][group][key]):  # the edge's first cut
-                    first_cuts[key] = c["arch_step"]
-                    if key in final_ops:
-                        first_safe.append(final_ops[key] in keep)
-                edge_ops[key] = keep
-                trackers[key].reset()
-        if decided_step is None and all(len(v) == 2 for v in node_inputs.values()) and all(
-            len(v) == 1 for v in edge_ops.values()
-        ):
-            decided_step = c["arch_step"]
-    last = checks[-1]
-
-    def node_choice(j: int) -> list[tuple[int, str]]:
-        inputs = node_inputs[j]
-        if len(inputs) > 2:
-            inputs = sorted(inputs, key=lambda i: -last["q"][group][str(j)][str(i)])[:2]
-        return [(i, max(edge_ops[edge_key(i, j)], key=lambda o: last["p"][group][edge_key(i, j)][o]))
-                for i in sorted(inputs)]
-
-    replayed = Genotype(tuple(tuple(node_choice(j)) for j in sorted(node_inputs)))
-    total = checks[-1]["arch_step"]
+    first_safe: list[bool] = []
+    for c in r["cuts"]:
+        if c["kind"] == "edge" and c["where"] not in first_cuts:
+            first_cuts[c["where"]] = c["arch_step"]
+            if c["where"] in final_ops:
+                first_safe.append(final_ops[c["where"]] in c["kept"])
     return {
-        "rule": {k: getattr(h, k) for k in ("epsilon", "window", "patience", "margin", "keep_schedule")},
-        "decided_step": decided_step,
-        "speedup_proxy": (total / decided_step) if decided_step else 1.0,
-        "agreement": genotype_agreement(replayed, final),
-        "safe_first_cuts": float(np.mean(first_safe)) if first_safe else None,
+        **r,
         "first_cuts": first_cuts,
-        "ops_alive_end": sum(len(v) for v in edge_ops.values()),
+        "speedup_proxy": (r["total_arch_steps"] / r["decided_step"]) if r["decided_step"] else 1.0,
+        "agreement": genotype_agreement(r["genotype"], final),
+        "safe_first_cuts": float(np.mean(first_safe)) if first_safe else None,
     }

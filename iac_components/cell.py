@@ -47,10 +47,12 @@ __all__ = [
 ]
 
 ParamRemap = dict[nn.Parameter, tuple[nn.Parameter, torch.Tensor]]
+"""Old parameter -> (the parameter replacing it, indices of the old entries it keeps); for optimiser surgery."""
 
 # ops without weights give the same result on every edge leaving a node: computed once per node
+# (a pool's BN in the supernet is affine-free and sees the same input on every edge: the same output too)
 _PARAMETER_FREE = frozenset({"none", "skip_connect", "avg_pool_3x3", "max_pool_3x3"})
-"""Old parameter -> (the parameter replacing it, indices of the old entries it keeps); for optimiser surgery."""
+_POOLS = frozenset({"avg_pool_3x3", "max_pool_3x3"})
 
 
 def _pname(i: int, j: int) -> str:
@@ -100,7 +102,16 @@ class MixedEdge(nn.Module):
             raise ValueError(f"cell width {channels} is not divisible by partial_k={partial_k}")
         self.partial_k = partial_k
         self.op_channels = channels // partial_k
-        self.ops = nn.ModuleDict({name: build_op(name, self.op_channels, spatial_dims, affine=False) for name in ops})
+        self.ops = nn.ModuleDict({name: self._search_op(name, spatial_dims) for name in ops})
+
+    def _search_op(self, name: str, spatial_dims: int) -> nn.Module:
+        op = build_op(name, self.op_channels, spatial_dims, affine=False)
+        if name in _POOLS:
+            # DARTS / PC-DARTS: a pool's output is normalised (BN without affine) so that it sits on the scale of
+            # the conv ops' normalised outputs, which α weighs it against; the fixed cell has no such norm
+            op = nn.Sequential(op, get_norm_layer(("batch", {"affine": False}), spatial_dims=spatial_dims,
+                                                  channels=self.op_channels))
+        return op
 
     @property
     def op_names(self) -> list[str]:
@@ -275,12 +286,22 @@ class _CellBase(nn.Module):
             Conv[Conv.CONV, spatial_dims](n_nodes * cell_channels, skip_channels, 1, bias=False),
             get_norm_layer(norm, spatial_dims=spatial_dims, channels=skip_channels),
         )
-        self.gamma = nn.Parameter(torch.zeros(1))
+        # γ per output channel, from 0: the implanted network starts as the trained U-Net, and each channel of the
+        # skip can take as much of the cell as helps it (one scalar γ made the cells' signal a single number that
+        # a short fine-tune barely moved)
+        self.gamma = nn.Parameter(torch.zeros(skip_channels))
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         """The memory layout the ops run in: channels-last for 2-D maps when asked, or by default on the CPU,
-        where it makes the depthwise convolutions and pools of the search space several times faster."""
+        where it makes the depthwise convolutions and pools of the search space several times faster.
+
+        Never under bf16 autocast on the CPU: there torch's weight gradient of a *dilated* depthwise convolution
+        in channels-last is non-finite in a sizeable share of cases (``benchmarks/check_bf16_depthwise_grad.py``,
+        results in ``benchmarks/results/bf16_depthwise_grad.md``), which turned a bf16 search NaN within its first
+        steps; the contiguous kernels are finite."""
         use = self.channels_last if self.channels_last is not None else x.device.type == "cpu"
+        if use and x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            use = False
         return x.contiguous(memory_format=torch.channels_last) if use and x.ndim == 4 else x
 
     def _inputs(self, skip: torch.Tensor, coarse: torch.Tensor) -> list[torch.Tensor]:
@@ -288,7 +309,8 @@ class _CellBase(nn.Module):
 
     def _output(self, skip: torch.Tensor, states: list[torch.Tensor]) -> torch.Tensor:
         cell = self.postprocess(torch.cat(states[NUM_INPUT_NODES:], dim=1))
-        return skip + self.gamma.to(cell.dtype) * cell
+        gamma = self.gamma.to(cell.dtype).view(1, -1, *([1] * (cell.ndim - 2)))
+        return skip + gamma * cell
 
 
 class SearchCell(_CellBase):

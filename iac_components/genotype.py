@@ -25,6 +25,7 @@ from iac_components.utils import write_json_atomic
 __all__ = [
     "GENOTYPE_FORMAT",
     "Genotype",
+    "derive_from_logits",
     "derive_genotype",
     "edge_key",
     "edge_importance",
@@ -180,30 +181,43 @@ def edge_importance(
     return out
 
 
+def derive_from_logits(
+    alphas: Mapping[str, Mapping[str, float]], betas: Mapping[str | int, Mapping[str | int, float]]
+) -> Genotype:
+    """Derive the discrete cell from logits: per node its top-2 inputs by β, per edge its best op by α (never
+    ``none`` while another op is alive).
+
+    The node's choice uses β alone, so it does not depend on how many ops an edge still has: scoring an edge by
+    ``softmax(β)·max softmax(α)`` over its *live* ops (PC-DARTS's derivation on an unpruned supernet) gives an
+    edge already cut to one op ``p = 1`` against about ``1/8`` for an uncut edge, and a node would keep whichever
+    edges happened to be cut first. The same function serves the pruning rule, a full search and the replay.
+
+    Args:
+        alphas: edge key ``"i->j"`` -> op -> α logit, over the live ops of every live edge.
+        betas: node state -> input state -> β logit, over the node's live inputs.
+    """
+    nodes = []
+    for j in sorted(betas, key=int):
+        inputs = sorted(betas[j], key=lambda i: (-float(betas[j][i]), int(i)))[:2]
+        if len(inputs) < 2:
+            raise ValueError(f"node {j} has {len(inputs)} live inputs; a genotype needs 2")
+        chosen = []
+        for i in sorted(inputs, key=int):
+            ops = alphas[edge_key(int(i), int(j))]
+            candidates = [o for o in ops if o != "none"] or list(ops)
+            chosen.append((int(i), max(candidates, key=lambda o: float(ops[o]))))
+        nodes.append(tuple(chosen))
+    return Genotype(tuple(nodes))
+
+
 def derive_genotype(
     alphas: Mapping[str, torch.Tensor],
     betas: Mapping[int, torch.Tensor],
     node_inputs: Mapping[int, Sequence[int]],
     edge_ops: Mapping[str, Sequence[str]],
 ) -> Genotype:
-    """Derive the discrete cell: per node its top-2 edges by importance, per edge its best op (never ``none``).
-
-    An edge scores ``softmax(β_j)_e × max_o softmax(α_e)_o`` over its ops other than ``none``; this is the
-    DESIGN.md importance of the op the edge would keep.
-    """
-    importance = edge_importance(alphas, betas, node_inputs)
-    nodes = []
-    for j in sorted(node_inputs):
-        scored = []
-        for i in node_inputs[j]:
-            key = edge_key(i, j)
-            imp = importance[key]
-            ops = list(edge_ops[key])
-            candidates = [k for k, op in enumerate(ops) if op != "none"] or list(range(len(ops)))
-            best = max(candidates, key=lambda k: float(imp[k]))
-            scored.append((float(imp[best]), i, ops[best]))
-        if len(scored) < 2:
-            raise ValueError(f"node {j} has {len(scored)} live inputs; a genotype needs 2")
-        top = sorted(scored, key=lambda s: -s[0])[:2]
-        nodes.append(tuple((i, op) for _, i, op in sorted(top, key=lambda s: s[1])))
-    return Genotype(tuple(nodes))
+    """:func:`derive_from_logits` on α/β tensors over the live structure (``node_inputs``, ``edge_ops``)."""
+    return derive_from_logits(
+        {k: dict(zip(edge_ops[k], alphas[k].detach().float().tolist())) for k in edge_ops},
+        {j: dict(zip(node_inputs[j], betas[j].detach().float().tolist())) for j in node_inputs},
+    )

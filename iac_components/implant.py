@@ -216,6 +216,25 @@ class ImplantedNetwork(nn.Module):
             self.backbone.eval()
         return self
 
+    @torch.no_grad()
+    def cell_contribution(self, x: torch.Tensor) -> dict[str, list[float]]:
+        """What the cells add, per level, on the batch ``x``: ``gamma_mean_abs`` / ``gamma_max_abs`` (γ per
+        channel) and ``ratio`` = ``‖γ·cell‖ / ‖skip‖`` (the cell's share of the new skip). Runs in eval mode and
+        restores the training mode; no gradients, no norm statistics updated."""
+        was_training = self.training
+        self.eval()
+        try:
+            features = self._adapter.encode(x)
+            n = self.cells.num_levels
+            skips = self.cells(features[: n + 1])
+            ratio = [float((s.float() - f.float()).norm() / f.float().norm().clamp_min(1e-12))
+                     for s, f in zip(skips, features[:n])]
+        finally:
+            self.train(was_training)
+        gammas = [c.gamma.detach().float().abs() for c in self.cells.cells]
+        return {"gamma_mean_abs": [float(g.mean()) for g in gammas], "gamma_max_abs": [float(g.max()) for g in gammas],
+                "ratio": ratio}
+
     def arch_parameters(self) -> Iterator[nn.Parameter]:
         """α and β (empty for fixed cells)."""
         if isinstance(self.cells, SearchCells):

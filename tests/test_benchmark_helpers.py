@@ -74,7 +74,7 @@ def test_report_reads_cell_gammas_and_tabulates_epoch_cost(tmp_path):
 
     torch.save({"model": {"cells.cells.0.gamma": torch.tensor([0.25]), "cells.cells.1.gamma": torch.tensor([-0.5]),
                           "backbone.w": torch.zeros(2)}}, tmp_path / "model.pt")  # fmt: skip
-    assert _gammas(tmp_path / "model.pt") == [0.25, -0.5]
+    assert _gammas(tmp_path / "model.pt") == [0.25, 0.5]
 
     arms = {arm: {"mean_dice": 0.8, "cell_gamma": [] if arm == "no_cells" else [0.25, -0.5],
                   "per_patient": {"p1": 0.7, "p2": 0.8}} for arm in ARMS}  # fmt: skip

@@ -59,7 +59,7 @@ def test_gradients_reach_gamma_then_alpha_beta_and_every_live_op():
     cells = SearchCells([8, 16, 24], cell_channels=8, partial_k=2)
     feats = _features(2)
     cells(feats)[0].square().sum().backward()
-    assert cells.cells[0].gamma.grad.abs().item() > 0
+    assert cells.cells[0].gamma.grad.abs().max().item() > 0
     cells.zero_grad()
     for c in cells.cells:
         torch.nn.init.constant_(c.gamma, 0.5)
@@ -89,7 +89,7 @@ def _pc_darts_reference(cell, arch, skip, coarse):
             mixed = sum(w * op(x[:, :c]) for w, op in zip(p, cell.edges[f"e{i}_{j}"].ops.values()))
             node = node + q[n] * channel_shuffle(torch.cat([mixed, x[:, c:]], 1), k)
         states.append(node)
-    return skip + cell.gamma * cell.postprocess(torch.cat(states[2:], 1))
+    return skip + cell.gamma.view(1, -1, 1, 1) * cell.postprocess(torch.cat(states[2:], 1))
 
 
 @pytest.mark.parametrize("k", [1, 2, 4])
@@ -214,3 +214,26 @@ def test_architecture_decides_and_derives():
 def test_partial_k_must_divide_the_cell_width():
     with pytest.raises(ValueError, match="not divisible by partial_k=3"):
         SearchCells([8, 16, 24], cell_channels=8, partial_k=3)
+
+
+def test_pools_carry_an_affine_free_batchnorm_in_the_supernet_only():
+    """DARTS / PC-DARTS: a searched pool's output is normalised so α compares it with the convs on one scale."""
+    search = SearchCells([8, 16], cell_channels=8, partial_k=1)
+    fixed = FixedCells([8, 16], G, cell_channels=8)
+    for op in ("avg_pool_3x3", "max_pool_3x3"):
+        searched = search.cells[0].edges["e0_2"].ops[op]
+        norms = [m for m in searched.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        assert len(norms) == 1 and not norms[0].affine
+    fixed_pools = [m for name, m in fixed.cells[0].edges.items() if isinstance(m, (torch.nn.AvgPool2d, torch.nn.MaxPool2d))]
+    assert len(fixed_pools) == 2  # bare pools, no norm, in the retrained cell
+    x = torch.randn(4, 8, 8, 8) * 5 + 3
+    y = search.cells[0].edges["e0_2"].ops["max_pool_3x3"](x)
+    assert abs(float(y.mean())) < 1e-4 and abs(float(y.std()) - 1) < 0.05
+
+
+def test_gamma_is_per_channel_and_zero_so_the_cell_adds_nothing_at_first():
+    feats = _features(2)
+    for cells in (SearchCells([8, 16, 24], cell_channels=8, partial_k=2), FixedCells([8, 16, 24], G, cell_channels=8)):
+        assert [tuple(c.gamma.shape) for c in cells.cells] == [(8,), (16,)]
+        out = cells(feats)
+        assert all(torch.equal(o, f) for o, f in zip(out, feats[:2]))

@@ -14,7 +14,7 @@ import iac_components.demo as demo
 def toy_overrides(monkeypatch):
     o = copy.deepcopy(demo.DEMO_OVERRIDES)
     o["train"]["epochs"] = 1
-    o["search"].update(epochs=2, warmup_epochs=1)
+    o["search"].update(epochs=2, warmup_steps=2)
     o["retrain"]["epochs"] = 1
     monkeypatch.setattr(demo, "DEMO_OVERRIDES", o)
     return o

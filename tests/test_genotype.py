@@ -65,7 +65,7 @@ def test_missing_and_foreign_files_are_clear(tmp_path):
         load_genotypes(tmp_path / "x.json")
 
 
-def test_derivation_uses_beta_times_alpha_importance_and_skips_none():
+def test_derivation_ranks_inputs_by_beta_and_skips_none():
     ops = ["none", "conv_3x3", "skip_connect"]
     node_inputs = {2: [0, 1], 3: [0, 1, 2]}
     alphas = {
@@ -75,7 +75,18 @@ def test_derivation_uses_beta_times_alpha_importance_and_skips_none():
         edge_key(1, 3): torch.tensor([0.0, 0.0, 0.0]),
         edge_key(2, 3): torch.tensor([0.0, 0.0, 1.0]),
     }
-    # ... but node 3 weights input 0 so little that inputs 1 and 2 win by β·α
+    # ... but node 3 weights input 0 so little that inputs 1 and 2 win by β
     betas = {2: torch.tensor([0.0, 0.0]), 3: torch.tensor([-5.0, 1.0, 1.0])}
     g = derive_genotype(alphas, betas, node_inputs, {k: ops for k in alphas})
     assert g.nodes == (((0, "conv_3x3"), (1, "skip_connect")), ((1, "conv_3x3"), (2, "skip_connect")))
+
+
+def test_node_choice_does_not_favour_an_edge_already_cut_to_one_op():
+    """An edge cut to one op has p = 1 against ~1/8 on an uncut edge: a q·max p score kept it whatever β said."""
+    ops = ["skip_connect", "avg_pool_3x3", "max_pool_3x3", "conv_3x3", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"]
+    node_inputs = {2: [0, 1], 3: [0, 1, 2]}
+    edge_ops = {edge_key(0, 2): ops, edge_key(1, 2): ops, edge_key(0, 3): ["conv_3x3"], edge_key(1, 3): ops, edge_key(2, 3): ops}
+    alphas = {k: torch.zeros(len(v)) for k, v in edge_ops.items()}
+    betas = {2: torch.zeros(2), 3: torch.tensor([0.0, 1.5, 1.5])}
+    g = derive_genotype(alphas, betas, node_inputs, edge_ops)
+    assert [i for i, _ in g.nodes[1]] == [1, 2]

@@ -2,8 +2,9 @@
 
 Figures: importance curves per edge and op; epoch-by-epoch similarity matrices (Hamming on top-1/2/3 codes,
 cosine on the continuous importance vector); cosine similarity to the final vector; when each final op and node
-choice emerges; per-edge difficulty; JSD per edge with the ε line and the pruning events; ops alive and epoch
-wall-clock; the final genotype as a cell graph. Needs matplotlib (``pip install "iac_components[plot]"``).
+choice emerges; per-edge difficulty; JSD per edge relative to the threshold in force, with the pruning events;
+ops alive and epoch wall-clock; the cells' γ and contribution ``‖γ·cell‖/‖skip‖`` per level (with the retrain's,
+when ``cell_contribution.json`` lies in the run folder); the final genotype as a cell graph. Needs matplotlib (``pip install "iac_components[plot]"``).
 
 The emergence and similarity analyses mean most on a full search (``--prune false``): in a pruned search an op
 also leaves the top-k because it was deleted.
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from iac_components.analysis.temporal import (
+    blocked_counts,
     cosine_similarity_matrix,
     cosine_to_final,
     edge_order,
@@ -191,23 +193,22 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, g
         [[k, v["op"], v["top3"], v["top2"], v["top1"]] for k, v in em["edges"].items()],
     )  # fmt: skip
 
-    # 6. JSD per edge with ε and the pruning events ------------------------------------------------------------
+    # 6. JSD per edge relative to the threshold in force, and the pruning events ---------------------------------
     js = jsd_series(history, group)
-    eps = history["rule"]["epsilon"]
     fig, ax = plt.subplots(figsize=(9, 4.2))
     for e, key in enumerate(edges):
-        d = js["edges"].get(key)
+        d, thr = js["edges"].get(key), js["threshold"].get(key)
         if d and any(v is not None for v in d):
-            pts = [(s, v) for s, v in zip(js["arch_step"], d) if v is not None and v > 0]
+            pts = [(s, v / t) for s, v, t in zip(js["arch_step"], d, thr) if v is not None and t and v > 0]
             if pts:
                 ax.plot(*zip(*pts), lw=1, color=plt.get_cmap("tab20")(e % 20), label=key)
-    ax.axhline(eps, color="black", ls="--", lw=1, label=f"ε = {eps:g}")
+    ax.axhline(1.0, color="black", ls="--", lw=1, label="threshold in force")
     for ev in history["events"]:
         if ev["group"] == group:
             ax.axvline(ev["arch_step"], color="red", alpha=0.25, lw=0.8)
     ax.set_yscale("log")
     ax.set_xlabel("architecture step (red: pruning events)")
-    ax.set_ylabel("JSD(p(t) || p(t - window)) [bits]")
+    ax.set_ylabel("JSD(p(t) || p(t - window)) / threshold")
     ax.set_title(f"Stability of each edge ({history['method']})", fontsize=10)
     ax.legend(fontsize=7, ncol=3, loc="upper right")
     files["jsd"] = _save(fig, out / "jsd.png")
@@ -230,7 +231,36 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, g
     ax.set_title("Pruning and the cost of an epoch", fontsize=10)
     files["cost"] = _save(fig, out / "cost.png")
 
-    # 8. the final genotype as a cell graph -------------------------------------------------------------------
+    # 8. the cells' γ and contribution per level -----------------------------------------------------------------
+    cells = [(int(e["epoch"]), e["cells"]) for e in history["epochs"] if e.get("cells")]
+    retrain_file = run_dir / "cell_contribution.json"
+    retrain = None
+    if retrain_file.is_file():
+        import json
+
+        retrain = json.loads(retrain_file.read_text())
+    if cells:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+        for level in range(len(cells[0][1]["ratio"])):
+            color = plt.get_cmap("tab10")(level)
+            axes[0].plot([t for t, _ in cells], [c["gamma_mean_abs"][level] for _, c in cells], color=color, label=f"level {level}")
+            axes[1].plot([t for t, _ in cells], [c["ratio"][level] for _, c in cells], color=color, label=f"level {level}")
+        axes[0].set_ylabel("mean |γ| (search)")
+        axes[1].set_ylabel("‖γ·cell‖ / ‖skip‖ (search)")
+        for ax in axes:
+            ax.set_xlabel("epoch")
+        axes[0].legend(fontsize=8)
+        fig.suptitle("What the cells add to the skips", fontsize=10)
+        files["cells"] = _save(fig, out / "cells.png")
+    files["cells_csv"] = _write_csv(
+        out / "cells.csv", ["stage", "epoch", "level", "gamma_mean_abs", "gamma_max_abs", "ratio"],
+        [["search", t, lv, c["gamma_mean_abs"][lv], c["gamma_max_abs"][lv], c["ratio"][lv]]
+         for t, c in cells for lv in range(len(c["ratio"]))]
+        + ([["retrain", retrain["epoch"], lv, retrain["gamma_mean_abs"][lv], retrain["gamma_max_abs"][lv], retrain["ratio"][lv]]
+            for lv in range(len(retrain["ratio"]))] if retrain else []),
+    )  # fmt: skip
+
+    # 9. the final genotype as a cell graph -------------------------------------------------------------------
     files["genotype"] = _save(_cell_graph(plt, final), out / "genotype.png")
 
     numbers = {
@@ -245,6 +275,9 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, g
         "ops_alive": alive,
         "epoch_wall_clock_s": wall,
         "jsd": js,
+        "rule_statuses": blocked_counts(history, group),
+        "cells_search": cells[-1][1] if cells else None,
+        "cells_retrain": retrain,
         "files": files,
     }
     files["report_json"] = str(write_json_atomic(out / "report.json", numbers, indent=None))

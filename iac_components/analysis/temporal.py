@@ -137,12 +137,29 @@ def _first_from_which(flags: np.ndarray, epochs: Sequence[int]) -> int | None:
 
 
 def jsd_series(history: Mapping[str, Any], group: int = 0) -> dict[str, Any]:
-    """Per edge, the JSD ``d_e`` at every check: ``{"arch_step": [...], "edges": {edge: [d or None, ...]}}``."""
-    steps, series = [], {}
+    """Per edge, at every check: the JSD ``d_e``, the threshold in force and the rule's status.
+
+    Returns ``{"arch_step": [...], "edges": {edge: [d or None, ...]}, "threshold": {edge: [...]},
+    "status": {edge: [...]}}`` (None where the edge was not judged at that check).
+    """
     checks = [c for e in history["epochs"] for c in e["checks"]]
-    for c in checks:
-        steps.append(c["arch_step"])
+    steps = [c["arch_step"] for c in checks]
+    series: dict[str, dict[str, list]] = {"edges": {}, "threshold": {}, "status": {}}
     for n, c in enumerate(checks):
-        for k, d in c["d_edge"][group].items():
-            series.setdefault(k, [None] * len(checks))[n] = d
-    return {"arch_step": steps, "edges": series}
+        for k, v in c["verdicts"][group]["edge"].items():
+            for name, value in (("edges", v["d"]), ("threshold", v["threshold"]), ("status", v["status"])):
+                series[name].setdefault(k, [None] * len(checks))[n] = value
+    return {"arch_step": steps, **series}
+
+
+def blocked_counts(history: Mapping[str, Any], group: int = 0) -> dict[str, dict[str, int]]:
+    """How often each status ended a check of an edge or a node (after the warm-up), and how often only the
+    movement (JSD) test stood in the way: ``{"edge": {status: n, ..., "jsd_only": n}, "node": {...}}``."""
+    out: dict[str, dict[str, int]] = {"edge": {}, "node": {}}
+    for e in history["epochs"]:
+        for c in e["checks"]:
+            for kind in ("edge", "node"):
+                for v in c["verdicts"][group][kind].values():
+                    out[kind][v["status"]] = out[kind].get(v["status"], 0) + 1
+                    out[kind]["jsd_only"] = out[kind].get("jsd_only", 0) + int(bool(v.get("jsd_only")))
+    return out

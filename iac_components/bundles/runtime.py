@@ -19,11 +19,13 @@ from iac_components.utils import as_bool
 
 __all__ = [
     "BundleData",
+    "CellContributionHandler",
     "DATA_SOURCES",
     "as_bool",
     "evaluate_models",
     "fixed_network",
     "inference_network",
+    "retrain_param_groups",
     "search_network",
 ]
 
@@ -147,6 +149,8 @@ def fixed_network(
     from iac_components.implant import implant_fixed_cells, load_network_weights
 
     network = _build_backbone(backbone)
+    if "freeze_backbone" in cell_kwargs:
+        cell_kwargs["freeze_backbone"] = as_bool(cell_kwargs["freeze_backbone"])
     if baseline_checkpoint is not None and not os.path.isfile(baseline_checkpoint):
         raise _fail(f"no baseline checkpoint at {baseline_checkpoint}; train the baseline first")
     if genotype in (None, "", "none", "None"):
@@ -159,6 +163,63 @@ def fixed_network(
         return implant_fixed_cells(network, str(genotype), baseline_checkpoint=baseline_checkpoint, **cell_kwargs)
     except ValueError as e:
         raise _fail(str(e).splitlines()[0]) from e
+
+
+def retrain_param_groups(
+    network: nn.Module, learning_rate: float, gamma_learning_rate: float, backbone_lr_multiplier: float = 1.0
+) -> list[dict[str, Any]]:
+    """The retrain's parameter groups: the cells at ``learning_rate``, their γ at ``gamma_learning_rate`` with no
+    weight decay, the backbone at ``backbone_lr_multiplier × learning_rate`` (left out when frozen or when the
+    multiplier is 0). A network without cells (the no-cell control) is all backbone.
+
+    Why γ apart: γ starts at 0 and Adam moves a parameter by about its learning rate per step, so in a group at
+    the backbone's rate |γ| stays below Σ lr and a trainable backbone absorbs what the cells could add.
+    """
+    from iac_components.implant import ImplantedNetwork
+
+    lr, mult = float(learning_rate), float(backbone_lr_multiplier)
+    if isinstance(network, ImplantedNetwork):
+        cells = network.cells
+        gamma = [c.gamma for c in cells.cells]
+        gamma_ids = {id(p) for p in gamma}
+        groups = [
+            {"params": [p for p in cells.parameters() if id(p) not in gamma_ids and p.requires_grad], "lr": lr,
+             "name": "cells"},
+            {"params": gamma, "lr": float(gamma_learning_rate), "weight_decay": 0.0, "name": "gamma"},
+        ]
+        backbone = [p for p in network.backbone.parameters() if p.requires_grad]
+    else:
+        groups, backbone = [], [p for p in network.parameters() if p.requires_grad]
+    if backbone and mult > 0:
+        groups.append({"params": backbone, "lr": lr * mult, "name": "backbone"})
+    groups = [g for g in groups if g["params"]]
+    if not groups:
+        raise _fail("nothing to train: the backbone is frozen (or its multiplier is 0) and the network has no cells")
+    return groups
+
+
+class CellContributionHandler:
+    """At the end of a training run, log the cells' γ and ``‖γ·cell‖/‖skip‖`` per level (on the last batch)
+    and write them to ``output_file`` (JSON). Does nothing for a network without cells."""
+
+    def __init__(self, output_file: str | None = None) -> None:
+        self.output_file = output_file
+
+    def attach(self, engine: Any) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Any) -> None:
+        from iac_components.search.pruning import contribution_text, measure_cells
+        from iac_components.utils import write_json_atomic
+
+        c = measure_cells(engine)
+        if c is None:
+            return
+        engine.logger.info("IAC cells at the end of the retrain: " + contribution_text(c))
+        if self.output_file:
+            write_json_atomic(self.output_file, {"epoch": engine.state.epoch, **c})
 
 
 def inference_network(

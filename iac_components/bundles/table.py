@@ -25,7 +25,7 @@ class DatasetRow:
         license: the data's terms, for ``docs/README.md``.
         batch_size: slices per batch on one GPU.
         epochs: default epochs of ``train``, ``search`` (the paper's 200-epoch budget), ``retrain``.
-        warmup_epochs: search epochs that train cell weights only.
+        warmup_steps: search iterations (weight steps) before the first arch step (docs/method.md: warm-up).
         augment: 2-D augmentation in the baseline and the retrain (the paper reports both regimes).
         window_slices: slices per forward in 3-D inference (a ``SlidingWindowInferer`` window).
         image_description: metadata text of the input.
@@ -40,7 +40,7 @@ class DatasetRow:
     license: str
     batch_size: int = 16
     epochs: dict[str, int] = field(default_factory=lambda: {"train": 100, "search": 200, "retrain": 100})
-    warmup_epochs: int = 10
+    warmup_steps: int = 600
     augment: bool = True
     window_slices: int = 16
     image_description: str = ""

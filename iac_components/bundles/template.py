@@ -204,7 +204,7 @@ def _supervised(spec: BundleSpec, network_def: dict[str, Any], epochs: int, lr: 
         "imports": _IMPORTS,
         **_paths(spec),
         "epochs": epochs,
-        "val_interval": "$max(1, min(5, int(@epochs)))",
+        "val_interval": 1,
         "batch_size": spec.dataset.batch_size,
         "learning_rate": lr,
         "augment": spec.dataset.augment,
@@ -256,7 +256,11 @@ def train_config(spec: BundleSpec) -> dict[str, Any]:
 
 
 def retrain_config(spec: BundleSpec) -> dict[str, Any]:
-    """The derived cells implanted in the trained baseline, fine-tuned together; best by validation Dice."""
+    """The derived cells implanted in the trained baseline; best by validation Dice.
+
+    γ (per channel, from 0) has its own parameter group: its own learning rate and no weight decay, so that it
+    can grow past the Σ lr that a plain Adam group allows in a short fine-tune; the backbone can be frozen
+    (weights and norm statistics) or trained at ``backbone_lr_multiplier`` × the cells' rate."""
     network_def = {
         "_target_": f"{RUNTIME}.fixed_network",
         "backbone": "@backbone",
@@ -264,9 +268,23 @@ def retrain_config(spec: BundleSpec) -> dict[str, Any]:
         "baseline_checkpoint": "@baseline_ckpt",
         "run_first": _command("search"),
         "cell_channels": "@cell_channels",
+        "freeze_backbone": "@freeze_backbone",
     }
     config = _supervised(spec, network_def, spec.dataset.epochs["retrain"], 3e-4, "model.pt")
+    config["optimizer"] = {
+        "_target_": "torch.optim.AdamW",
+        "params": f"${RUNTIME}.retrain_param_groups(@network, @learning_rate, @gamma_learning_rate, "
+                  "@backbone_lr_multiplier)",
+        "lr": "@learning_rate",
+        "weight_decay": 1e-5,
+    }
+    config["train"]["handlers"].append(
+        {"_target_": f"{RUNTIME}.CellContributionHandler", "output_file": "$@output_dir + '/cell_contribution.json'"}
+    )
     extra = {
+        "gamma_learning_rate": 1e-2,
+        "freeze_backbone": False,
+        "backbone_lr_multiplier": 1.0,
         "genotype_file": "$@ckpt_dir + '/genotype.json'",
         "baseline_ckpt": "$@ckpt_dir + '/baseline.pt'",
         "cell_channels": 32,
@@ -292,7 +310,7 @@ def search_config(spec: BundleSpec) -> dict[str, Any]:
         "imports": _IMPORTS,
         **_paths(spec),
         "epochs": spec.dataset.epochs["search"],
-        "warmup_epochs": spec.dataset.warmup_epochs,
+        "warmup_steps": spec.dataset.warmup_steps,
         "batch_size": spec.dataset.batch_size,
         "learning_rate": 0.025,
         "arch_learning_rate": 6e-4,
@@ -331,18 +349,20 @@ def search_config(spec: BundleSpec) -> dict[str, Any]:
             "params": "$list(@network.arch_parameters())",
             "lr": "@arch_learning_rate",
             "betas": [0.5, 0.999],
-            "weight_decay": 1e-3,
+            # no weight decay on α/β: the data gradient reaching α is proportional to the cells' γ (≈ 0 early
+            # on), a coupled decay is not, so decay would decide what the data cannot yet
+            "weight_decay": 0.0,
         },
         "search_train": _slice_loader("search_train", "search_train", False),
         "search_val": _slice_loader("search_val", "search_val", False),
         "pruning": {
             "_target_": "iac_components.search.JSDPruningHandler",
-            "epsilon": 1e-3,
+            "epsilon": 0.1,
             "window": 1,
             "patience": 2,
-            "margin": 0.001,
+            "margin": 1.0,
             "keep_schedule": [4, 2, 1],
-            "interval": 4,
+            "interval": None,
             "prune": "@prune",
             "genotype_path": "@genotype_file",
             "history_path": "@history_file",
@@ -361,7 +381,7 @@ def search_config(spec: BundleSpec) -> dict[str, Any]:
             "optimizer": "@optimizer",
             "arch_optimizer": "@arch_optimizer",
             "loss_function": "@loss",
-            "warmup_epochs": "@warmup_epochs",
+            "warmup_steps": "@warmup_steps",
             "train_handlers": "@handlers",
             "amp": "@amp",
             "seed": "@seed",

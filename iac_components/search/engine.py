@@ -7,7 +7,12 @@ grad scaler on CUDA by default, or bf16 there if asked (no scaler).
 
 :class:`IACSearchTrainer` is the first-order DARTS search (Liu et al. 2019): every iteration one step of the
 architecture parameters (α, β) on a batch of the search-val patients, then one step of the cell weights on the
-search-train batch. The first ``warmup_epochs`` epochs train weights only.
+search-train batch. The first ``warmup_steps`` iterations train weights only (counted in weight steps, so the
+warm-up means the same on a small and a large dataset).
+
+A non-finite loss, α or β stops the search at once with a one-line :class:`NonFiniteError` naming the epoch, the
+arch step and the tensor: no genotype is written (the pruning handler writes it only when the run completes) and
+the last checkpoint, from the end of the previous epoch, stays as it was.
 
 Exact resume: with ``seed`` set, every epoch starts by re-seeding Python, NumPy and torch, the loaders'
 generators and the random transforms of loaders without workers, from ``(seed, epoch)``. A run resumed at an
@@ -32,7 +37,11 @@ from monai.utils.enums import CommonKeys as Keys
 
 from iac_components.utils import as_bool
 
-__all__ = ["IACSearchTrainer", "IACTrainer", "SearchEvents", "autocast_dtype", "reseed_loaders"]
+__all__ = ["IACSearchTrainer", "IACTrainer", "NonFiniteError", "SearchEvents", "autocast_dtype", "reseed_loaders"]
+
+
+class NonFiniteError(RuntimeError):
+    """A loss or an architecture parameter became NaN or infinite; the message is one line."""
 
 
 class SearchEvents(EventEnum):
@@ -163,17 +172,23 @@ class IACTrainer(SupervisedTrainer):
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.state.device.type, dtype=self.autocast_dtype)
 
-    def _step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter]) -> None:
-        """Backward into ``params`` only, then step ``optimizer`` (with the grad scaler when there is one)."""
+    def _step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter]) -> bool:
+        """Backward into ``params`` only, then step ``optimizer`` (with the grad scaler when there is one).
+
+        Returns:
+            False when the grad scaler skipped the step (inf/NaN gradients in fp16), else True.
+        """
         scaled = self.scaler.scale(loss) if self.scaler is not None else loss
         grads = torch.autograd.grad(scaled, params, allow_unused=True)
         for p, g in zip(params, grads):
             p.grad = g
-        if self.scaler is not None:
-            self.scaler.step(optimizer)
-            self.scaler.update()
-        else:
+        if self.scaler is None:
             optimizer.step()
+            return True
+        scale = self.scaler.get_scale()
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        return self.scaler.get_scale() >= scale  # the scaler lowers its scale exactly when it skipped the step
 
     @staticmethod
     def _trainable(optimizer: torch.optim.Optimizer) -> list[torch.nn.Parameter]:
@@ -246,10 +261,13 @@ class IACSearchTrainer(IACTrainer):
             ``optimizer`` holds the weights (``network.weight_parameters()``).
         arch_optimizer: optimiser of ``network.arch_parameters()`` (Adam, betas (0.5, 0.999) in DARTS).
         val_data_loader: the search-val loader, cycled; re-created every epoch.
-        warmup_epochs: epochs of weight steps only (α and β do not move; they do not count as arch steps).
+        warmup_steps: weight steps (iterations) before the first arch step: α and β do not move then, and
+            the cells' γ (0 at the start) grows until the cells carry signal; they do not count as arch steps.
         kwargs: :class:`IACTrainer` arguments (``amp``, ``seed``, ``train_handlers``, ...).
 
-    ``engine.arch_steps`` counts architecture steps so far (derived from the iteration, so it survives a resume).
+    ``engine.arch_steps`` counts the architecture steps taken so far: iterations after the warm-up, less those
+    that a grad scaler skipped (derived from the iteration and a counter saved with the engine's state, so it
+    survives a resume). A skipped arch step fires no ``ARCH_STEP_COMPLETED``.
     """
 
     def __init__(
@@ -262,27 +280,40 @@ class IACSearchTrainer(IACTrainer):
         optimizer: torch.optim.Optimizer,
         arch_optimizer: torch.optim.Optimizer,
         loss_function: Callable,
-        warmup_epochs: int = 0,
+        warmup_steps: int = 0,
         **kwargs: Any,
     ) -> None:
         if not hasattr(network, "arch_parameters"):
             raise TypeError(f"the search needs a network with search cells, got {type(network).__name__}")
         self.arch_optimizer = arch_optimizer
         self.val_data_loader = val_data_loader
-        self.warmup_epochs = int(warmup_epochs)
+        self.warmup_steps = int(warmup_steps)
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
         self._val_iter: Iterator | None = None
         super().__init__(device, max_epochs, train_data_loader, network, optimizer, loss_function, **kwargs)
+        self.state.skipped_arch_steps = 0
+        self.state_dict_user_keys.append("skipped_arch_steps")
         self._seeded_loaders.append(val_data_loader)
         self.add_event_handler(Events.EPOCH_STARTED, self._reset_val_iter)
 
     @property
     def arch_steps(self) -> int:
-        """Architecture steps run so far: one per iteration after the warm-up epochs."""
-        warm = self.warmup_epochs * (self.state.epoch_length or 0)
-        return max(0, self.state.iteration - warm)
+        """Architecture steps taken so far: one per iteration after the warm-up, less the skipped ones."""
+        return max(0, self.state.iteration - self.warmup_steps - int(getattr(self.state, "skipped_arch_steps", 0)))
 
     def in_warmup(self) -> bool:
-        return self.state.epoch <= self.warmup_epochs
+        return self.state.iteration <= self.warmup_steps
+
+    def _where(self) -> str:
+        return f"epoch {self.state.epoch}, iteration {self.state.iteration}, arch step {self.arch_steps}"
+
+    def _check_finite(self, what: str, value: torch.Tensor) -> None:
+        if not bool(torch.isfinite(value.detach()).all()):
+            raise NonFiniteError(
+                f"search stopped: non-finite {what} at {self._where()}; no genotype written, the last checkpoint "
+                "is kept (try --amp false, a lower arch_learning_rate, or check the data)"
+            )
 
     def _reset_val_iter(self, engine: Engine) -> None:
         self._val_iter = None
@@ -299,17 +330,25 @@ class IACSearchTrainer(IACTrainer):
             except StopIteration:
                 raise ValueError("the search-val loader is empty: the search-val split has no slices") from None
 
-    def _arch_step(self, engine: IACSearchTrainer) -> torch.Tensor:
+    def _arch_step(self, engine: IACSearchTrainer) -> tuple[torch.Tensor, bool]:
         inputs, targets, args, kwargs = self._unpack(self._next_val_batch())
         engine.network.train()
         engine.arch_optimizer.zero_grad(set_to_none=True)
         loss = self._loss(self._forward(inputs, args, kwargs), targets)
-        self._step(loss, engine.arch_optimizer, self._trainable(engine.arch_optimizer))
-        return loss.detach()
+        self._check_finite("arch-step loss", loss)
+        stepped = self._step(loss, engine.arch_optimizer, self._trainable(engine.arch_optimizer))
+        for name, p in engine.network.cells.archs.named_parameters():
+            self._check_finite(f"architecture parameter {name} ({'α' if '.alphas.' in name else 'β'})", p)
+        return loss.detach(), stepped
 
     def _iteration(self, engine: IACSearchTrainer, batchdata: Any) -> dict:  # type: ignore[override]
         extra = {}
         if not self.in_warmup():
-            extra["arch_loss"] = self._arch_step(engine)
-            engine.fire_event(SearchEvents.ARCH_STEP_COMPLETED)
-        return self._weight_step(engine, batchdata, extra)
+            extra["arch_loss"], stepped = self._arch_step(engine)
+            if stepped:
+                engine.fire_event(SearchEvents.ARCH_STEP_COMPLETED)
+            else:
+                engine.state.skipped_arch_steps += 1
+        out = self._weight_step(engine, batchdata, extra)
+        self._check_finite("weight-step loss", out[Keys.LOSS])
+        return out

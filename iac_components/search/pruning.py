@@ -2,36 +2,24 @@
 
 The observation behind IAC-LTH (Benedykciuk et al. 2026): the ops that end up in the final cell emerge among
 the strongest early and their architecture parameters stabilise long before the end of a 200-epoch search.
-:class:`JSDPruningHandler` watches, per edge, the distribution ``p_e = softmax(α_e)`` over the edge's live ops
-and, per node, ``q_j = softmax(β_j)`` over its live inputs, and prunes what has settled.
-
-The rule (DESIGN.md; every number an argument):
-
-* A check runs every ``interval`` architecture steps, counted from the first architecture step (warm-up epochs
-  never count: α does not move then).
-* ``d_e = JSD(p_e(t) ‖ p_e(t - window))`` in bits (0..1), over the ops both distributions hold, renormalised.
-* Stable is not enough: a near-uniform α that barely moves is stable but undecided. An edge prunes only when,
-  for ``patience`` consecutive checks, ``d_e < epsilon`` with the same ops on top (the ops it would keep), AND
-  those ops lead the ones it would drop by at least ``margin`` in probability (lowest kept minus highest
-  dropped). Requiring the same leaders is our addition: when α drifts as a random walk (little signal), JSD is
-  small at every check while the leaders keep swapping, and that is not a decision. It then keeps its best ops down to the next
-  size of ``keep_schedule`` (e.g. 8 -> 4 -> 2 -> 1) and its counter resets.
-* A node with more than two live inputs does the same with ``q_j``; when stable and decided it keeps its top-2
-  inputs, scored by ``q_j(i) × max_o p_(i,j)(o)`` (normalised over the node's inputs), and the other edges go.
-* Pruned ops and edges are deleted from the network (weights freed, no compute) and their parameters leave the
-  optimisers. When every node has two inputs and every edge one op, the handler writes the genotype and
-  terminates the engine.
+:class:`JSDPruningHandler` hands the live α/β logits to the pure rule (:class:`~iac_components.search.rule.JSDRule`,
+which the replay and any other trainer share) every ``interval`` architecture steps, and carries out what the
+rule decides: the wiring, the surgery (pruned ops and edges are deleted, their parameters leave the optimisers),
+``engine.terminate()`` when the cell is decided, the history and the handler's checkpoint state. Every cut is
+logged through the engine's logger.
 
 With ``prune=False`` (observe-only) it records the same history for a full-length search and prunes nothing.
 
 History (``search_history.json``), one entry per epoch: raw α and β, importance (``softmax(β)·softmax(α)``), the
-paper's raw product ``α·β``, ``p_e``, ``q_j``, the latest ``d`` per edge and node, the checks of the epoch, ops
-alive, pruning events, the epoch's wall-clock and the arch steps so far.
+paper's raw product ``α·β``, ``p_e``, ``q_j``, the checks of the epoch (each with the arch step, the arch
+learning rate, the live α/β logits and, per edge and node, the rule's verdict: divergence, threshold in force,
+lead, margin in force, and what blocked a decision), ops alive, pruning events, the cells' γ and their
+contribution ``‖γ·cell‖/‖skip‖`` per level, the epoch's wall-clock and the arch steps so far.
 """
 
 from __future__ import annotations
 
-import math
+import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -40,43 +28,16 @@ from typing import Any
 import torch
 from ignite.engine import Engine, Events
 
-from iac_components.cell import CellArchitecture, SearchCells
+from iac_components.cell import SearchCells
 from iac_components.genotype import edge_key, parse_edge_key, save_genotypes
 from iac_components.search.engine import SearchEvents
 from iac_components.search.optim import sync_optimizer
+from iac_components.search.rule import CellTracks, JSDRule, jsd, next_keep_size
 from iac_components.utils import as_bool, write_json_atomic
 
-__all__ = ["HISTORY_FORMAT", "JSDPruningHandler", "jsd", "next_keep_size"]
+__all__ = ["HISTORY_FORMAT", "JSDPruningHandler", "contribution_text", "jsd", "measure_cells", "next_keep_size"]
 
-HISTORY_FORMAT = "iac-search-history/1"
-
-
-def jsd(p: Mapping[str, float] | Sequence[float], q: Mapping[str, float] | Sequence[float]) -> float:
-    """Jensen-Shannon divergence in bits (0 for identical, 1 for disjoint distributions).
-
-    Mappings (op -> probability) are compared on the keys both hold, each renormalised over them; sequences
-    must have the same length.
-    """
-    if isinstance(p, Mapping) and isinstance(q, Mapping):
-        keys = [k for k in p if k in q]
-        p, q = [p[k] for k in keys], [q[k] for k in keys]
-    pt = torch.as_tensor(p, dtype=torch.float64)
-    qt = torch.as_tensor(q, dtype=torch.float64)
-    if pt.shape != qt.shape:
-        raise ValueError(f"distributions of different lengths: {tuple(pt.shape)} vs {tuple(qt.shape)}")
-    if pt.numel() == 0 or pt.sum() <= 0 or qt.sum() <= 0:
-        return 0.0
-    pt, qt = pt / pt.sum(), qt / qt.sum()
-    m = 0.5 * (pt + qt)
-    kl_pm = torch.sum(torch.xlogy(pt, pt) - torch.xlogy(pt, m))
-    kl_qm = torch.sum(torch.xlogy(qt, qt) - torch.xlogy(qt, m))
-    return float(max(0.0, 0.5 * (kl_pm + kl_qm) / math.log(2.0)))
-
-
-def next_keep_size(n: int, keep_schedule: Sequence[int]) -> int | None:
-    """The largest size of ``keep_schedule`` below ``n`` (None when there is none)."""
-    smaller = [k for k in keep_schedule if k < n]
-    return max(smaller) if smaller else None
+HISTORY_FORMAT = "iac-search-history/2"
 
 
 def _device(engine: Engine) -> torch.device:
@@ -87,37 +48,8 @@ def _as_dict(names: Sequence[Any], values: torch.Tensor) -> dict[str, float]:
     return {str(n): float(v) for n, v in zip(names, values.tolist())}
 
 
-class _Tracker:
-    """Stability bookkeeping of one edge or node: the last ``window + 1`` distributions, the set it would keep,
-    and how many consecutive checks it has been stable (JSD below ε with the same set on top)."""
-
-    def __init__(self) -> None:
-        self.past: list[dict[str, float]] = []
-        self.stable = 0
-        self.d: float | None = None
-        self.top: list[str] | None = None
-
-    def update(self, dist: dict[str, float], top: list[str], window: int, epsilon: float) -> float | None:
-        self.past.append(dist)
-        del self.past[: -(window + 1)]
-        self.d = jsd(self.past[-1], self.past[0]) if len(self.past) > window else None
-        if self.d is None or self.d >= epsilon:
-            self.stable = 0
-        else:
-            # a distribution that barely moves while its leaders swap is not settled
-            self.stable = self.stable + 1 if top == self.top else 1
-        self.top = list(top)
-        return self.d
-
-    def reset(self) -> None:
-        self.past, self.stable, self.top = [], 0, None
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"past": self.past, "stable": self.stable, "d": self.d, "top": self.top}
-
-    def load_state_dict(self, s: Mapping[str, Any]) -> None:
-        self.past, self.stable, self.d = [dict(x) for x in s["past"]], int(s["stable"]), s["d"]
-        self.top = s.get("top")
+def _arch_lr(engine: Engine) -> float:
+    return float(engine.arch_optimizer.param_groups[0]["lr"])
 
 
 class JSDPruningHandler:
@@ -128,65 +60,59 @@ class JSDPruningHandler:
     trainer's handlers so that a checkpoint holds the epoch's pruning.
 
     Args:
-        epsilon: JSD threshold in bits below which a check counts as stable.
-        window: compare ``p(t)`` with ``p(t - window)`` (in checks).
-        patience: consecutive stable checks needed before pruning.
-        margin: lead in probability that the kept ops (inputs) must have over the dropped ones.
-        keep_schedule: op counts an edge steps down through (e.g. ``(4, 2, 1)`` from 8 ops).
-        interval: architecture steps between checks (None: one check per epoch). Counting in arch steps keeps
-            ε meaningful across dataset sizes.
+        epsilon, window, patience, margin, keep_schedule: the rule's numbers
+            (:class:`~iac_components.search.rule.JSDRule`; ε and the margin are relative to how far Adam can move
+            the logits over the window, so they carry across arch learning rates and check cadences).
+        interval: architecture steps between checks (None: one check per epoch).
         prune: False for observe-only (a full search: history, no pruning, no early stop).
         prune_nodes: also decide nodes' inputs early.
         genotype_path: where the genotype is written (when decided, or when the run ends).
         history_path: where the history is written (every epoch, atomically).
         terminate: stop the engine when the cell is fully decided.
 
-    The defaults were calibrated on synthetic ACDC (``iac benchmark``; ``benchmarks/results/lth_vs_full.md``
-    records the sweep and the runs). The thresholds depend on how fast α moves (the arch learning rate):
-    recalibrate with ``iac benchmark`` on your own data.
+    docs/method.md gives the measurements behind the defaults.
     """
 
     def __init__(
         self,
-        epsilon: float = 1e-3,
+        epsilon: float = 0.1,
         window: int = 1,
         patience: int = 2,
-        margin: float = 0.001,
+        margin: float = 1.0,
         keep_schedule: Sequence[int] = (4, 2, 1),
-        interval: int | None = 4,
+        interval: int | None = None,
         prune: bool | str = True,
         prune_nodes: bool | str = True,
         genotype_path: str | os.PathLike | None = None,
         history_path: str | os.PathLike | None = None,
         terminate: bool | str = True,
     ) -> None:
-        if epsilon <= 0 or window < 1 or patience < 1 or margin < 0:
-            raise ValueError(
-                f"need epsilon > 0, window >= 1, patience >= 1, margin >= 0; got {epsilon}, {window}, {patience}, {margin}"
-            )
-        schedule = sorted({int(k) for k in keep_schedule}, reverse=True)
-        if not schedule or schedule[-1] != 1:
-            raise ValueError(f"keep_schedule must end at 1 (one op per edge), got {list(keep_schedule)}")
-        self.epsilon = float(epsilon)
-        self.window = int(window)
-        self.patience = int(patience)
-        self.margin = float(margin)
-        self.keep_schedule = schedule
+        self.rule = JSDRule(epsilon, window, patience, margin, keep_schedule)
+        if interval is not None and int(interval) < 1:
+            raise ValueError(f"interval must be at least 1 arch step (or None: once per epoch), got {interval}")
         self.interval = None if interval is None else int(interval)
         self.prune = as_bool(prune)
         self.prune_nodes = as_bool(prune_nodes)
         self.terminate = as_bool(terminate)
         self.genotype_path = None if genotype_path is None else os.fspath(genotype_path)
         self.history_path = None if history_path is None else os.fspath(history_path)
+        self.logger = logging.getLogger(__name__)
         self._engine: Engine | None = None
-        self._edges: list[dict[str, _Tracker]] = []
-        self._nodes: list[dict[int, _Tracker]] = []
+        self._tracks: list[CellTracks] = []
         self.epochs: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
         self._checks: list[dict[str, Any]] = []  # checks of the running epoch
         self._elapsed = 0.0  # wall-clock of finished epochs
         self._epoch_start: float | None = None
         self.decided_at: dict[str, int] | None = None
+        self.final_contribution: dict[str, Any] | None = None
+
+    # the rule's numbers, read through the handler (configs and the history name them here)
+    epsilon = property(lambda self: self.rule.epsilon)
+    window = property(lambda self: self.rule.window)
+    patience = property(lambda self: self.rule.patience)
+    margin = property(lambda self: self.rule.margin)
+    keep_schedule = property(lambda self: self.rule.keep_schedule)
 
     # --- wiring ---------------------------------------------------------------------------------------------
     @property
@@ -200,9 +126,8 @@ class JSDPruningHandler:
 
     def attach(self, engine: Engine) -> None:
         self._engine = engine
-        cells = self.cells
-        self._edges = [{k: _Tracker() for k in a.edge_ops} for a in cells.archs]
-        self._nodes = [{j: _Tracker() for j in a.node_inputs} for a in cells.archs]
+        self._tracks = [CellTracks() for _ in self.cells.archs]
+        self.logger = getattr(engine, "logger", None) or self.logger
         engine.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
         engine.add_event_handler(SearchEvents.ARCH_STEP_COMPLETED, self._arch_step_completed)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._epoch_completed)
@@ -223,95 +148,44 @@ class JSDPruningHandler:
             self(engine)
 
     def __call__(self, engine: Engine) -> None:
-        """Run one check: measure every undecided edge and node, prune what the rule allows."""
+        """Run one check: hand every group's live logits to the rule, carry out its cuts."""
         cells = self.cells
-        check: dict[str, Any] = {
-            "arch_step": engine.arch_steps,
-            "p": [{k: _as_dict(a.edge_ops[k], v) for k, v in a.edge_probs().items()} for a in cells.archs],
-            "q": [{str(j): _as_dict(a.node_inputs[j], v) for j, v in a.node_probs().items()} for a in cells.archs],
-            "d_edge": [],
-            "d_node": [],
-            "events": [],
-        }
+        lr = _arch_lr(engine)
+        check: dict[str, Any] = {"arch_step": engine.arch_steps, "lr": lr, "alpha": [], "beta": [], "verdicts": [],
+                                 "d_edge": [], "d_node": [], "events": []}
         for g, arch in enumerate(cells.archs):
-            check["d_node"].append(self._check_nodes(engine, g, arch, check["events"]))
-            check["d_edge"].append(self._check_edges(engine, g, arch, check["events"]))
+            alphas = {k: _as_dict(arch.edge_ops[k], v.float()) for k, v in arch.alpha_dict().items()}
+            betas = {str(j): _as_dict(arch.node_inputs[j], v.float()) for j, v in arch.beta_dict().items()}
+            check["alpha"].append(alphas)
+            check["beta"].append(betas)
+            verdicts, cuts = self.rule.check_cell(
+                self._tracks[g], alphas, betas, engine.arch_steps, lr, prune=self.prune, prune_nodes=self.prune_nodes
+            )
+            check["verdicts"].append({kind: {k: v.to_dict() for k, v in vs.items()} for kind, vs in verdicts.items()})
+            check["d_edge"].append({k: v.d for k, v in verdicts["edge"].items()})
+            check["d_node"].append({k: v.d for k, v in verdicts["node"].items()})
+            for cut in cuts:
+                if cut.kind == "node":
+                    remap = cells.prune_node(g, int(cut.where), [int(i) for i in cut.kept])
+                else:
+                    remap = cells.prune_edge(g, *parse_edge_key(cut.where), cut.kept)
+                self._apply(engine, remap)
+                event = {"epoch": engine.state.epoch, "group": g, **cut.to_event(engine.arch_steps)}
+                check["events"].append(event)
+                self.logger.info(
+                    f"IAC-LTH cut at epoch {event['epoch']}, arch step {event['arch_step']}: {cut.kind} {cut.where} "
+                    f"keeps {cut.kept}, drops {cut.dropped} (lead {cut.verdict.lead:.3g} >= {cut.verdict.margin:.3g} "
+                    f"logits; JSD {cut.verdict.d:.3g} < {cut.verdict.threshold:.3g} bits); "
+                    f"{sum(a.ops_alive() for a in cells.archs)} ops alive"
+                )
         self._checks.append(check)
         self.events.extend(check["events"])
         if self.prune and cells.is_decided() and self.decided_at is None:
             self.decided_at = {"epoch": engine.state.epoch, "arch_step": engine.arch_steps}
+            self.logger.info(f"IAC-LTH: the cell is decided at epoch {engine.state.epoch}, arch step "
+                             f"{engine.arch_steps}: {'; '.join(str(g) for g in cells.genotypes())}")
             if self.terminate:
                 engine.terminate()
-
-    def _check_edges(self, engine: Engine, g: int, arch: CellArchitecture, events: list) -> dict[str, float | None]:
-        ds: dict[str, float | None] = {}
-        for key, p in arch.edge_probs().items():
-            ops = arch.edge_ops[key]
-            if len(ops) == 1:
-                continue
-            tracker = self._edges[g][key]
-            k = next_keep_size(len(ops), self.keep_schedule)
-            # rank the ops; the last op standing is never `none` (a cell edge must compute something)
-            order = sorted(range(len(ops)), key=lambda n: ((k == 1 and ops[n] == "none"), -float(p[n])))
-            keep = [ops[n] for n in sorted(order[:k])] if k is not None else list(ops)
-            ds[key] = tracker.update(_as_dict(ops, p), keep, self.window, self.epsilon)
-            if not self.prune or k is None or tracker.stable < self.patience:
-                continue
-            lead = float(p[order[k - 1]] - p[order[k]])
-            if (k == 1 and ops[order[0]] == "none") or lead < self.margin:
-                continue
-            event = self._event(engine, g, "edge", key, keep, [o for o in ops if o not in keep], lead, ds[key])
-            event["p"] = _as_dict(ops, p)
-            self._apply(engine, self.cells.prune_edge(g, *parse_edge_key(key), keep))
-            tracker.reset()
-            events.append(event)
-        return ds
-
-    def _check_nodes(self, engine: Engine, g: int, arch: CellArchitecture, events: list) -> dict[str, float | None]:
-        ds: dict[str, float | None] = {}
-        probs = arch.edge_probs()
-        for j, q in arch.node_probs().items():
-            inputs = arch.node_inputs[j]
-            if len(inputs) <= 2:
-                continue
-            tracker = self._nodes[g][j]
-            best = []
-            for n, i in enumerate(inputs):
-                key, ops = edge_key(i, j), arch.edge_ops[edge_key(i, j)]
-                p = [float(v) for o, v in zip(ops, probs[key]) if o != "none"] or [0.0]
-                best.append(float(q[n]) * max(p))
-            total = sum(best) or 1.0
-            score = [b / total for b in best]
-            order = sorted(range(len(inputs)), key=lambda n: -score[n])
-            keep = sorted(inputs[n] for n in order[:2])
-            ds[str(j)] = tracker.update(_as_dict(inputs, q), [str(i) for i in keep], self.window, self.epsilon)
-            if not (self.prune and self.prune_nodes) or tracker.stable < self.patience:
-                continue
-            lead = score[order[1]] - score[order[2]]
-            if lead < self.margin:
-                continue
-            dropped = [i for i in inputs if i not in keep]
-            event = self._event(engine, g, "node", str(j), keep, dropped, lead, ds[str(j)])
-            event["q"] = _as_dict(inputs, q)
-            self._apply(engine, self.cells.prune_node(g, j, keep))
-            for i in dropped:
-                self._edges[g].pop(edge_key(i, j), None)
-            tracker.reset()
-            events.append(event)
-        return ds
-
-    def _event(self, engine: Engine, g: int, kind: str, where: str, keep: list, dropped: list, lead: float, d: Any) -> dict:
-        return {
-            "epoch": engine.state.epoch,
-            "arch_step": engine.arch_steps,
-            "group": g,
-            "kind": kind,
-            "where": where,
-            "kept": keep,
-            "dropped": dropped,
-            "lead": lead,
-            "d": d,
-        }
 
     def _apply(self, engine: Engine, remap: Mapping) -> None:
         """Take what was deleted out of both optimisers (and carry the kept α/β state over)."""
@@ -330,6 +204,9 @@ class JSDPruningHandler:
             # terminated inside an epoch (decided): Ignite skips EPOCH_COMPLETED, but the partial epoch counts
             self._epoch_completed(engine)
             self.epochs[-1]["partial"] = True
+        self.final_contribution = self.epochs[-1].get("cells")
+        if self.final_contribution:
+            self.logger.info("IAC cells at the end of the search: " + contribution_text(self.final_contribution))
         self._write_history()
         if self.genotype_path is not None:
             cells = self.cells
@@ -346,6 +223,7 @@ class JSDPruningHandler:
                     "arch_steps": engine.arch_steps,
                     "search_wall_clock_s": self._elapsed,
                     "cell_config": cells.config,
+                    "rule": self.rule.config() | {"interval": self.interval},
                 },
             )
 
@@ -367,9 +245,9 @@ class JSDPruningHandler:
                     "alpha_beta": alpha_beta,
                     "p": {k: _as_dict(arch.edge_ops[k], v) for k, v in arch.edge_probs().items()},
                     "q": {str(j): _as_dict(arch.node_inputs[j], v) for j, v in arch.node_probs().items()},
-                    "d_edge": {k: t.d for k, t in self._edges[g].items() if k in arch.edge_ops},
-                    "d_node": {str(j): t.d for j, t in self._nodes[g].items()},
-                    "stable_edge": {k: t.stable for k, t in self._edges[g].items() if k in arch.edge_ops},
+                    "d_edge": {k: d for c in self._checks for k, d in c["d_edge"][g].items() if k in arch.edge_ops},
+                    "d_node": {k: d for c in self._checks for k, d in c["d_node"][g].items()},
+                    "stable_edge": {k: t.stable for k, t in self._tracks[g].edge.items() if k in arch.edge_ops},
                     "ops_alive": arch.ops_alive(),
                     "edges_alive": len(arch.edge_ops),
                     "genotype": arch.derive().to_dict(),
@@ -387,6 +265,7 @@ class JSDPruningHandler:
             "checks": self._checks,
             "events": [e for c in self._checks for e in c["events"]],
             "groups": groups,
+            "cells": measure_cells(engine),
         }
         if _device(engine).type == "cuda":
             entry["peak_memory_bytes"] = int(torch.cuda.max_memory_allocated(_device(engine)))
@@ -397,16 +276,9 @@ class JSDPruningHandler:
         return {
             "format": HISTORY_FORMAT,
             "method": "IAC-LTH (JSD pruning)" if self.prune else "full search (observe-only)",
-            "rule": {
-                "epsilon": self.epsilon,
-                "window": self.window,
-                "patience": self.patience,
-                "margin": self.margin,
-                "keep_schedule": self.keep_schedule,
-                "interval": self.interval,
-                "prune": self.prune,
-                "prune_nodes": self.prune_nodes,
-            },
+            "rule": self.rule.config() | {"interval": self.interval, "prune": self.prune, "prune_nodes": self.prune_nodes,
+                                          "units": "epsilon: fraction of (lr*steps)^2/(8 ln 2) bits; margin: "
+                                                   "multiples of 2*lr*steps logits"},
             "search_space": cells.config,
             "decided_at": self.decided_at,
             "total_wall_clock_s": self._elapsed,
@@ -421,12 +293,11 @@ class JSDPruningHandler:
 
     # --- checkpointing --------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: the pruned structure first, then the rule's counters and the history.
+        """Everything needed to resume: the pruned structure first, then the rule's memory and the history.
         Plain JSON-like data, so it loads with ``torch.load(weights_only=True)``."""
         return {
             "structure": self.cells.structure(),
-            "edges": [{k: t.state_dict() for k, t in e.items()} for e in self._edges],
-            "nodes": [{str(j): t.state_dict() for j, t in n.items()} for n in self._nodes],
+            "tracks": [t.state_dict() for t in self._tracks],
             "epochs": self.epochs,
             "events": self.events,
             "elapsed": self._elapsed,
@@ -439,24 +310,37 @@ class JSDPruningHandler:
         checkpoint's ``load_dict``).
 
         Raises:
-            ValueError: one line, when the checkpoint comes from another search space.
+            ValueError: one line, when the checkpoint comes from another search space or handler version.
         """
         engine = self._engine
         if engine is None:
             raise RuntimeError("attach JSDPruningHandler to the search engine before loading its state")
+        if "tracks" not in state:
+            raise ValueError("the checkpoint's pruning state comes from an older version of the handler; "
+                             "start the search again without --resume")
         remap = self.cells.apply_structure(state["structure"])
         self._apply(engine, remap)
-        self._edges = [{k: _Tracker() for k in a.edge_ops} for a in self.cells.archs]
-        self._nodes = [{j: _Tracker() for j in a.node_inputs} for a in self.cells.archs]
-        for g, saved in enumerate(state["edges"]):
-            for k, s in saved.items():
-                if k in self._edges[g]:
-                    self._edges[g][k].load_state_dict(s)
-        for g, saved in enumerate(state["nodes"]):
-            for j, s in saved.items():
-                if int(j) in self._nodes[g]:
-                    self._nodes[g][int(j)].load_state_dict(s)
+        self._tracks = [CellTracks.from_state(t) for t in state["tracks"]]
         self.epochs = list(state["epochs"])
         self.events = list(state["events"])
         self._elapsed = float(state["elapsed"])
         self.decided_at = state["decided_at"]
+
+
+def measure_cells(engine: Engine) -> dict[str, Any] | None:
+    """γ and the cells' contribution ``‖γ·cell‖/‖skip‖`` per level, on the epoch's last weight batch."""
+    network, batch = engine.network, getattr(engine.state, "batch", None)
+    if not hasattr(network, "cell_contribution") or batch is None:
+        return None
+    try:
+        x = engine.prepare_batch(batch, engine.state.device, engine.non_blocking)[0]
+    except Exception:  # noqa: BLE001 - a measurement, never a reason to stop the search
+        return None
+    return network.cell_contribution(x)
+
+
+def contribution_text(c: Mapping[str, Any]) -> str:
+    return "; ".join(
+        f"level {n}: |γ| mean {g:.3g}, ‖γ·cell‖/‖skip‖ {r:.3g}"
+        for n, (g, r) in enumerate(zip(c["gamma_mean_abs"], c["ratio"]))
+    )

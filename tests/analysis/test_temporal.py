@@ -90,9 +90,12 @@ def test_report_writes_every_figure_and_table_from_a_real_search(tmp_path):
 
     engine, _ = make_search(max_epochs=6, out=tmp_path, rule={"prune": False})
     engine.run()
+    (tmp_path / "cell_contribution.json").write_text(
+        '{"epoch": 3, "gamma_mean_abs": [0.1, 0.2, 0.3, 0.4], "gamma_max_abs": [1, 1, 1, 1], "ratio": [0.5, 0.4, 0.3, 0.2]}'
+    )
     numbers = write_report(tmp_path, tmp_path / "report")
     expected = {"importance_curves", "similarity_matrices", "cosine_to_final", "emergence", "edge_difficulty", "jsd",
-                "cost", "genotype"}
+                "cost", "genotype", "cells"}
     assert expected <= set(numbers["files"])
     for key in expected:
         path = Path(numbers["files"][key])
@@ -101,3 +104,9 @@ def test_report_writes_every_figure_and_table_from_a_real_search(tmp_path):
     assert len(numbers["cosine_to_final"]) == 6 and numbers["cosine_to_final"][-1] == pytest.approx(1.0)
     assert (tmp_path / "report" / "importance.csv").read_text().count("\n") == 1 + 6 * 14 * 4
     assert (tmp_path / "report" / "report.json").is_file()
+    # the rule's verdicts and the cells' contribution, search and retrain, are in the numbers and the table
+    statuses = numbers["rule_statuses"]["edge"]
+    assert statuses["filling_window"] == 14 and sum(statuses.values()) - statuses["jsd_only"] == 14 * (6 - 1)
+    assert len(numbers["cells_search"]["ratio"]) == 4 and numbers["cells_retrain"]["epoch"] == 3
+    rows = (tmp_path / "report" / "cells.csv").read_text().splitlines()
+    assert len(rows) == 1 + 6 * 4 + 4 and rows[-1].startswith("retrain,3,3,")

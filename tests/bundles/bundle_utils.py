@@ -32,7 +32,7 @@ SMALL_ARGS = [
 SMALL = {"spacing": [2.0, 2.0], "spatial_size": [48, 48], "num_workers": 0, "batch_size": 4, "device": "cpu", "amp": False}
 #: inference needs only the preprocessing sizes
 SMALL_INFER = {"spacing": [2.0, 2.0], "spatial_size": [48, 48], "device": "cpu"}
-SEARCH_EPOCHS = {"epochs": 2, "warmup_epochs": 1}
+SEARCH_EPOCHS = {"epochs": 2, "warmup_steps": 2}
 
 #: a genotype that uses every default op once
 GENOTYPE = Genotype(

@@ -67,7 +67,7 @@ def acdc_searched(acdc_trained) -> Pipeline:
     p = acdc_trained
     proc = monai_bundle(
         "run", "search", "--config_file", "configs/search.json", "--dataset_dir", p.raw, *SMALL_ARGS,
-        "--epochs", "2", "--warmup_epochs", "1", cwd=p.root,
+        "--epochs", "2", "--warmup_steps", "2", cwd=p.root,
     )  # fmt: skip
     p.runs["search"] = check_ok(proc)
     return p

@@ -1,0 +1,437 @@
+"""The IAC-LTH pruning rule, pure: recorded logits in, "keep these" or "not yet, because ..." out.
+
+No engine, no modules, no tensors: the Ignite handler (:class:`~iac_components.search.pruning.JSDPruningHandler`),
+the replay used for calibration (:func:`replay_history`) and any other trainer call this code, so there is one
+implementation of the rule.
+
+The rule (docs/method.md argues each choice and gives the measurements):
+
+* Every ``interval`` architecture steps the caller hands over, per undecided edge, its α logits over its live
+  ops and, per node with more than two live inputs, its β logits over them, with the arch optimiser's
+  learning rate.
+* **Movement, relative to what Adam can do.** ``d = JSD(softmax(x_t) ‖ softmax(x_{t-W}))`` in bits, on the
+  names both records hold, where ``W`` is ``window`` checks back. Adam moves every logit by at most about its
+  learning rate per step, so over ``s`` arch steps ``d ≤ (lr·s)²/(8 ln 2)`` (the JSD of two softmaxes whose
+  logits differ by ``δ`` is ``Var_p(δ)/8`` nats to second order, and ``Var_p(δ) ≤ (lr·s)²``). A fixed ε in bits
+  therefore never binds at a small learning rate and always binds at a large one. Here the threshold in force
+  is ``epsilon`` × the largest JSD reachable from the window's first distribution with every logit moved by
+  ``±lr·s`` (:meth:`JSDRule.max_jsd`; ≈ ``(lr·s)²/(8 ln 2)`` for a flat distribution): an edge is *moving*
+  while it covers more than about ``√epsilon`` of the largest coherent displacement Adam allows. A random walk of Adam-sized steps covers about
+  ``1/√s`` of it, a consistent drift nearly all of it, at any learning rate.
+* **Stable for ``patience`` checks with the same leaders** (the ops it would keep): a distribution that barely
+  moves while its leaders swap is not settled.
+* **Decided by a margin in logits**, relative to the same scale: the lowest kept logit must lead the highest
+  dropped one by ``margin · 2·lr·s``, the most that Adam can close between the two within one more window
+  (a probability margin would shrink with the number of ops alive).
+* Edges step down through ``keep_schedule`` (8 -> 4 -> 2 -> 1); the last op of an edge is never ``none``.
+  Nodes keep their top-2 inputs by β: a score that does not depend on how many ops an edge still has.
+
+Every check yields a :class:`Verdict` per edge and node (divergence, threshold in force, lead, margin in force,
+and the status that blocked a decision), which the history records.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = [
+    "STATUSES",
+    "CellTracks",
+    "Cut",
+    "JSDRule",
+    "Track",
+    "Verdict",
+    "jsd",
+    "next_keep_size",
+    "replay_history",
+    "softmax",
+]
+
+#: Why a check did or did not decide (the first blocking condition, in this order).
+STATUSES = ("filling_window", "moving", "leaders_changed", "waiting", "undecided", "cut")
+
+_8LN2 = 8.0 * math.log(2.0)
+
+
+def softmax(logits: Mapping[str, float]) -> dict[str, float]:
+    """softmax over a name -> logit mapping."""
+    if not logits:
+        return {}
+    m = max(logits.values())
+    e = {k: math.exp(v - m) for k, v in logits.items()}
+    s = sum(e.values())
+    return {k: v / s for k, v in e.items()}
+
+
+def jsd(p: Mapping[str, float] | Sequence[float], q: Mapping[str, float] | Sequence[float]) -> float:
+    """Jensen-Shannon divergence in bits (0 for identical, 1 for disjoint distributions).
+
+    Mappings (name -> probability) are compared on the names both hold, each renormalised over them; sequences
+    must have the same length.
+    """
+    if isinstance(p, Mapping) and isinstance(q, Mapping):
+        keys = [k for k in p if k in q]
+        p, q = [float(p[k]) for k in keys], [float(q[k]) for k in keys]
+    p, q = [float(v) for v in p], [float(v) for v in q]
+    if len(p) != len(q):
+        raise ValueError(f"distributions of different lengths: {len(p)} vs {len(q)}")
+    sp, sq = sum(p), sum(q)
+    if not p or sp <= 0 or sq <= 0:
+        return 0.0
+    total = 0.0
+    for a, b in zip(p, q):
+        a, b = a / sp, b / sq
+        m = 0.5 * (a + b)
+        if a > 0:
+            total += 0.5 * a * math.log(a / m)
+        if b > 0:
+            total += 0.5 * b * math.log(b / m)
+    return max(0.0, total / math.log(2.0))
+
+
+def _finite_or_none(v: Any) -> Any:
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def next_keep_size(n: int, keep_schedule: Sequence[int]) -> int | None:
+    """The largest size of ``keep_schedule`` below ``n`` (None when there is none)."""
+    smaller = [k for k in keep_schedule if k < n]
+    return max(smaller) if smaller else None
+
+
+@dataclass
+class Track:
+    """What the rule remembers of one edge or node: its last ``window + 1`` records ``(arch_step, lr, logits)``,
+    how many consecutive checks it has been stable, and the names it would have kept at the last check."""
+
+    past: list[dict[str, Any]] = field(default_factory=list)
+    stable: int = 0
+    top: list[str] | None = None
+
+    def restart(self) -> None:
+        """After a cut: the stability count starts again (the records stay: JSD compares the names both hold)."""
+        self.stable, self.top = 0, None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"past": self.past, "stable": self.stable, "top": self.top}
+
+    @classmethod
+    def from_state(cls, s: Mapping[str, Any]) -> Track:
+        past = [{"step": int(r["step"]), "lr": float(r["lr"]), "logits": dict(r["logits"])} for r in s["past"]]
+        return cls(past, int(s["stable"]), None if s.get("top") is None else list(s["top"]))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The rule's answer for one edge or node at one check.
+
+    Attributes:
+        status: one of :data:`STATUSES`; ``cut`` means keep :attr:`keep` now, anything else names what blocked.
+        keep: the names it would keep (ranked set, in the caller's order); None when there is nothing to decide.
+        d: JSD in bits against the record ``window`` checks back (None while the window fills).
+        threshold: the ε in force, in bits (``epsilon·(lr·s)²/(8 ln 2)``).
+        steps: arch steps the window spans (``s``).
+        lead: lowest kept logit minus highest dropped logit.
+        margin: the lead required, in logits (``margin·2·lr·s``).
+        stable: consecutive stable checks with the same leaders, this one included.
+        moving, leaders_changed, lead_ok: each condition on its own, so that a blocked decision can be
+            attributed (``jsd_only``: only the movement test stood in the way).
+    """
+
+    status: str
+    keep: list[str] | None
+    d: float | None = None
+    threshold: float | None = None
+    steps: int | None = None
+    lead: float | None = None
+    margin: float | None = None
+    stable: int = 0
+    moving: bool | None = None
+    leaders_changed: bool | None = None
+    lead_ok: bool | None = None
+    jsd_only: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON: an infinite lead (nothing to lead) is written as None."""
+        return {k: _finite_or_none(v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class Cut:
+    """A decision: on ``group``'s ``kind`` (``edge`` key ``"i->j"`` or ``node`` state ``"j"``), keep ``kept``."""
+
+    kind: str
+    where: str
+    kept: list[str]
+    dropped: list[str]
+    verdict: Verdict
+
+    def to_event(self, arch_step: int) -> dict[str, Any]:
+        """The cut as the history records it (a node's inputs as state indices)."""
+        as_names = (lambda xs: [int(x) for x in xs]) if self.kind == "node" else list
+        return {"arch_step": int(arch_step), "kind": self.kind, "where": self.where, "kept": as_names(self.kept),
+                "dropped": as_names(self.dropped), "lead": _finite_or_none(self.verdict.lead), "margin": self.verdict.margin,
+                "d": self.verdict.d, "threshold": self.verdict.threshold}
+
+
+class CellTracks:
+    """The rule's memory for one cell architecture (α/β group): a :class:`Track` per edge and per node."""
+
+    def __init__(self) -> None:
+        self.edge: dict[str, Track] = {}
+        self.node: dict[str, Track] = {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"edge": {k: t.state_dict() for k, t in self.edge.items()},
+                "node": {k: t.state_dict() for k, t in self.node.items()}}
+
+    @classmethod
+    def from_state(cls, s: Mapping[str, Any]) -> CellTracks:
+        out = cls()
+        out.edge = {k: Track.from_state(v) for k, v in s.get("edge", {}).items()}
+        out.node = {str(k): Track.from_state(v) for k, v in s.get("node", {}).items()}
+        return out
+
+
+class JSDRule:
+    """The IAC-LTH rule's numbers and its decisions (see the module docstring).
+
+    Args:
+        epsilon: movement threshold as a fraction of the largest JSD Adam can produce over the window
+            (dimensionless; ``d < epsilon·(lr·s)²/(8 ln 2)`` counts as stable).
+        window: compare with the record ``window`` checks back.
+        patience: consecutive stable checks, with the same leaders, before a decision.
+        margin: the lead the kept names need over the dropped ones, in units of ``2·lr·s`` logits.
+        keep_schedule: op counts an edge steps down through; must end at 1.
+        protected_last: op names that may not be an edge's last op (``none``: an edge must compute something).
+    """
+
+    def __init__(
+        self,
+        epsilon: float = 0.1,
+        window: int = 1,
+        patience: int = 2,
+        margin: float = 1.0,
+        keep_schedule: Sequence[int] = (4, 2, 1),
+        protected_last: Iterable[str] = ("none",),
+    ) -> None:
+        if not epsilon > 0 or int(window) < 1 or int(patience) < 1 or not margin >= 0:
+            raise ValueError(
+                f"need epsilon > 0, window >= 1, patience >= 1, margin >= 0; got {epsilon}, {window}, {patience}, {margin}"
+            )
+        schedule = sorted({int(k) for k in keep_schedule}, reverse=True)
+        if not schedule or schedule[-1] != 1:
+            raise ValueError(f"keep_schedule must end at 1 (one op per edge), got {list(keep_schedule)}")
+        self.epsilon = float(epsilon)
+        self.window = int(window)
+        self.patience = int(patience)
+        self.margin = float(margin)
+        self.keep_schedule = schedule
+        self.protected_last = frozenset(protected_last)
+
+    def config(self) -> dict[str, Any]:
+        return {"epsilon": self.epsilon, "window": self.window, "patience": self.patience, "margin": self.margin,
+                "keep_schedule": list(self.keep_schedule)}
+
+    # --- the scale ------------------------------------------------------------------------------------------
+    @staticmethod
+    def max_jsd(lr: float, steps: int, logits: Mapping[str, float] | None = None) -> float:
+        """The largest JSD (bits) Adam can produce over ``steps`` arch steps at learning rate ``lr``.
+
+        Without ``logits``: the small-step bound ``(lr·s)²/(8 ln 2)``. With them: the JSD between ``softmax(x)``
+        and ``softmax(x + δ)`` for the reachable ``δ`` (each logit moved by ``±lr·s``) that splits the
+        probability mass most evenly, which maximises ``Var_p(δ)``: the bound for this distribution (smaller for
+        a peaked one, and it saturates properly when ``lr·s`` is not small).
+        """
+        reach = float(lr) * steps
+        if logits is None:
+            return reach**2 / _8LN2
+        p = softmax(logits)
+        up, mass = set(), 0.0
+        for name in sorted(p, key=lambda k: -p[k]):  # greedy balanced split of the mass
+            if mass + p[name] <= 0.5 or not up:
+                up.add(name)
+                mass += p[name]
+        moved = {k: v + (reach if k in up else -reach) for k, v in logits.items()}
+        return jsd(p, softmax(moved))
+
+    def threshold(self, lr: float, steps: int, logits: Mapping[str, float] | None = None) -> float:
+        """The ε in force, in bits: ``epsilon`` × :meth:`max_jsd`."""
+        return self.epsilon * self.max_jsd(lr, steps, logits)
+
+    def margin_logits(self, lr: float, steps: int) -> float:
+        """The lead required, in logits: ``margin`` × the most Adam can close between two logits (2·lr·s)."""
+        return self.margin * 2.0 * float(lr) * steps
+
+    # --- one edge or node -----------------------------------------------------------------------------------
+    def check(self, track: Track, logits: Mapping[str, float], arch_step: int, lr: float, keep: int | None,
+              protect: bool = False) -> Verdict:
+        """Record ``logits`` (name -> logit over the live names) in ``track`` and judge them.
+
+        Args:
+            keep: how many names to keep if decided (None: nothing left to decide).
+            protect: the names in ``protected_last`` may not be the last one kept (edges).
+        """
+        names = list(logits)
+        bad = [k for k, v in logits.items() if not math.isfinite(float(v))]
+        if bad:
+            raise ValueError(f"non-finite logit for {bad[0]!r} at arch step {arch_step}: the rule cannot judge NaN/inf")
+        track.past.append({"step": int(arch_step), "lr": float(lr), "logits": {k: float(v) for k, v in logits.items()}})
+        del track.past[: -(self.window + 1)]
+        if keep is None or keep >= len(names):
+            return Verdict("undecided", None)
+        order = sorted(range(len(names)), key=lambda n: (protect and keep == 1 and names[n] in self.protected_last,
+                                                         -float(logits[names[n]])))
+        top = [names[n] for n in sorted(order[:keep])]
+        rivals = order[keep:]
+        if protect and keep == 1:
+            # the last op is chosen among the unprotected ones (as the derivation does): it must lead them
+            rivals = [n for n in rivals if names[n] not in self.protected_last]
+        if (protect and keep == 1 and names[order[0]] in self.protected_last) or not rivals:
+            lead = float("-inf") if rivals or names[order[0]] in self.protected_last else float("inf")
+        else:
+            lead = float(logits[names[order[keep - 1]]] - logits[names[rivals[0]]])
+        if len(track.past) <= self.window:
+            track.stable, track.top = 0, top
+            return Verdict("filling_window", top, lead=lead)
+        then = track.past[0]
+        steps = max(1, int(arch_step) - then["step"])
+        rate = sum(r["lr"] for r in track.past[1:]) / (len(track.past) - 1)
+        before = {k: v for k, v in then["logits"].items() if k in logits}  # the names both records hold
+        d = jsd(softmax(logits), softmax(before))
+        thr, need = self.threshold(rate, steps, before), self.margin_logits(rate, steps)
+        moving = d > thr
+        changed = track.top is not None and top != track.top
+        previous = track.stable
+        track.stable = 0 if moving else (1 if changed or track.top is None else previous + 1)
+        track.top = top
+        lead_ok = lead >= need
+        if moving:
+            status = "moving"
+        elif track.stable < self.patience:
+            status = "leaders_changed" if changed else "waiting"
+        elif not lead_ok:
+            status = "undecided"
+        else:
+            status = "cut"
+        jsd_only = moving and not changed and lead_ok  # same leaders, lead enough: only the movement blocks
+        return Verdict(status, top, d, thr, steps, lead, need, track.stable, moving, changed, lead_ok, jsd_only)
+
+    def check_edge(self, track: Track, logits: Mapping[str, float], arch_step: int, lr: float) -> Verdict:
+        return self.check(track, logits, arch_step, lr, next_keep_size(len(logits), self.keep_schedule), protect=True)
+
+    def check_node(self, track: Track, logits: Mapping[str, float], arch_step: int, lr: float) -> Verdict:
+        return self.check(track, logits, arch_step, lr, 2 if len(logits) > 2 else None)
+
+    # --- one cell -------------------------------------------------------------------------------------------
+    def check_cell(
+        self,
+        tracks: CellTracks,
+        alphas: Mapping[str, Mapping[str, float]],
+        betas: Mapping[str, Mapping[str, float]],
+        arch_step: int,
+        lr: float,
+        prune: bool = True,
+        prune_nodes: bool = True,
+    ) -> tuple[dict[str, dict[str, Verdict]], list[Cut]]:
+        """Judge every undecided node, then every undecided edge of one cell architecture.
+
+        Args:
+            tracks: this cell's memory (updated in place; a cut resets its track, a dropped edge's track goes).
+            alphas: edge key ``"i->j"`` -> op -> α logit, over the live edges and ops.
+            betas: node state ``"j"`` -> input state ``"i"`` -> β logit, over the live inputs.
+            prune: False for observe-only (a full search): verdicts are recorded, nothing is cut.
+            prune_nodes: also decide nodes.
+
+        Returns:
+            The verdicts (``{"edge": {key: Verdict}, "node": {j: Verdict}}``) and the cuts to apply, nodes
+            first: an edge whose node dropped it is not judged.
+        """
+        verdicts: dict[str, dict[str, Verdict]] = {"edge": {}, "node": {}}
+        cuts: list[Cut] = []
+        gone: set[str] = set()
+        for j, logits in betas.items():
+            j = str(j)
+            if len(logits) <= 2:
+                continue
+            v = self.check_node(tracks.node.setdefault(j, Track()), logits, arch_step, lr)
+            verdicts["node"][j] = v
+            if prune and prune_nodes and v.status == "cut":
+                dropped = [i for i in logits if i not in v.keep]
+                cuts.append(Cut("node", j, list(v.keep), dropped, v))
+                tracks.node[j].restart()
+                gone.update(f"{i}->{j}" for i in dropped)
+        for key, logits in alphas.items():
+            if key in gone:
+                tracks.edge.pop(key, None)
+                continue
+            if len(logits) <= 1:
+                continue
+            v = self.check_edge(tracks.edge.setdefault(key, Track()), logits, arch_step, lr)
+            verdicts["edge"][key] = v
+            if prune and v.status == "cut":
+                cuts.append(Cut("edge", key, list(v.keep), [o for o in logits if o not in v.keep], v))
+                tracks.edge[key].restart()
+        return verdicts, cuts
+
+
+def replay_history(history: Mapping[str, Any], rule: JSDRule | None = None, group: int = 0,
+                   prune_nodes: bool = True) -> dict[str, Any]:
+    """Replay ``rule`` on a recorded search history (its per-check α/β logits), with the same code the handler
+    runs.
+
+    On an IAC-LTH history with the rule it was run with, the replay makes exactly the handler's cuts (the
+    logits it sees are the ones the handler saw). On a full search's history (observe-only) it answers "what
+    would the rule have cut, and when", using the full search's trajectory restricted to the names still alive:
+    exact up to each edge's first cut (after it the real trajectory would differ), and free to evaluate.
+
+    Returns:
+        ``cuts`` (one dict per cut: arch step, kind, where, kept, dropped), ``decided_step`` (arch step at which
+        every node has two inputs and every edge one op, or None), ``edge_ops`` and ``node_inputs`` at the end,
+        ``ops_alive_end``, and ``genotype`` (derived from the last check's logits on the live structure).
+    """
+    from iac_components.genotype import derive_from_logits
+
+    rule = rule or JSDRule(**{k: v for k, v in history["rule"].items() if k in JSDRule().config()})
+    checks = [c for e in history["epochs"] for c in e["checks"]]
+    if not checks or "alpha" not in checks[0]:
+        raise ValueError("the history has no per-check α/β logits (record it with this version of the handler)")
+    first = checks[0]
+    edge_ops = {k: list(v) for k, v in first["alpha"][group].items()}
+    node_inputs = {str(j): list(v) for j, v in first["beta"][group].items()}
+    tracks = CellTracks()
+    cuts, decided = [], None
+    for c in checks:
+        alphas = {k: {o: c["alpha"][group][k][o] for o in ops} for k, ops in edge_ops.items()}
+        betas = {j: {i: c["beta"][group][j][i] for i in ins} for j, ins in node_inputs.items()}
+        _, made = rule.check_cell(tracks, alphas, betas, c["arch_step"], c["lr"], prune=True, prune_nodes=prune_nodes)
+        for cut in made:
+            cuts.append(cut.to_event(c["arch_step"]))
+            if cut.kind == "node":
+                node_inputs[cut.where] = [i for i in node_inputs[cut.where] if i in cut.kept]
+                for i in cut.dropped:
+                    edge_ops.pop(f"{i}->{cut.where}", None)
+            else:
+                edge_ops[cut.where] = [o for o in edge_ops[cut.where] if o in cut.kept]
+        if decided is None and all(len(v) == 2 for v in node_inputs.values()) and all(
+            len(v) == 1 for v in edge_ops.values()
+        ):
+            decided = c["arch_step"]
+    last = checks[-1]
+    genotype = derive_from_logits(
+        {k: {o: last["alpha"][group][k][o] for o in ops} for k, ops in edge_ops.items()},
+        {j: {i: last["beta"][group][j][i] for i in ins} for j, ins in node_inputs.items()},
+    )
+    return {
+        "rule": rule.config(),
+        "cuts": cuts,
+        "decided_step": decided,
+        "total_arch_steps": last["arch_step"],
+        "edge_ops": edge_ops,
+        "node_inputs": node_inputs,
+        "ops_alive_end": sum(len(v) for v in edge_ops.values()),
+        "genotype": genotype,
+    }

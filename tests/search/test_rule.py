@@ -1,0 +1,149 @@
+"""The pure JSD rule on scripted logit trajectories: what binds, at which scale, and why it waits."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from iac_components.search.rule import CellTracks, JSDRule, Track, jsd, softmax
+
+OPS = ["a", "b", "c", "d", "e", "f", "g", "h"]
+# clear gaps between ranks, in units of lr·s so that the same edge is decided at any learning rate
+GAPS = [3.0, 2.0, 1.0, 0.0, -1.0, -2.0, -3.0, -4.0]
+
+
+def _run(rule, trajectory, lr, checks=8, interval=10):
+    """Feed ``trajectory(step) -> logits`` to the rule every ``interval`` arch steps; return the verdicts."""
+    track, out = Track(), []
+    for n in range(1, checks + 1):
+        step = n * interval
+        out.append(rule.check_edge(track, dict(zip(OPS, trajectory(step))), step, lr))
+    return out
+
+
+def _drifting(lr, speed=1.0):
+    """Logits that keep drifting at ``speed`` x Adam's bound: half the ops up, half down, every step."""
+    return lambda step: [lr * 30 * g + speed * lr * step * (1 if k % 2 else -1) for k, g in enumerate(GAPS)]
+
+
+def _settled(lr):
+    return lambda step: [lr * 30 * g for g in GAPS]
+
+
+def test_jsd_is_bounded_by_adams_step_and_the_bound_is_reached():
+    # logits moved by ±lr·s (the most Adam allows in s steps): JSD close to (lr·s)²/(8 ln 2) bits
+    lr, s = 1e-2, 10
+    x = dict(zip(OPS, [0.0] * 8))
+    y = {o: v + lr * s * (1 if k % 2 else -1) for k, (o, v) in enumerate(x.items())}
+    d = jsd(softmax(x), softmax(y))
+    assert d <= JSDRule.max_jsd(lr, s) and d == pytest.approx(JSDRule.max_jsd(lr, s), rel=0.02)
+    assert JSDRule.max_jsd(lr, s, x) == pytest.approx(d)
+    # a peaked distribution can move less in JSD: its own bound is smaller
+    peaked = dict(zip(OPS, [4.0] + [0.0] * 7))
+    assert JSDRule.max_jsd(lr, s, peaked) < 0.5 * JSDRule.max_jsd(lr, s)
+
+
+def test_the_jsd_condition_separates_a_drifting_edge_from_a_settled_one():
+    """Both edges lead by far more than the margin and keep the same leaders: only the movement differs."""
+    lr = 1e-2
+    rule = JSDRule(epsilon=0.1, patience=2, margin=1.0)
+    drifting = _run(rule, _drifting(lr, speed=0.5), lr)  # covers 0.25 of the bound: moving at ε = 0.1
+    settled = _run(rule, _settled(lr), lr)
+    assert all(v.status in ("filling_window", "moving") for v in drifting)
+    assert any(v.jsd_only for v in drifting)  # the movement test alone stood in the way
+    assert [v.status for v in settled][:3] == ["filling_window", "waiting", "cut"]
+    # changing ε changes the decision: at ε = 0.5 the same drift counts as settled
+    relaxed = _run(JSDRule(epsilon=0.5, patience=2, margin=1.0), _drifting(lr, speed=0.5), lr)
+    assert relaxed[2].status == "cut"
+
+
+@pytest.mark.parametrize("lr", [6e-4, 3e-3, 1e-2])
+def test_the_rule_binds_the_same_way_at_any_arch_learning_rate(lr):
+    rule = JSDRule(epsilon=0.1, patience=2, margin=1.0)
+    drifting = [v.status for v in _run(rule, _drifting(lr, speed=0.5), lr)]
+    settled = [v.status for v in _run(rule, _settled(lr), lr)]
+    reference_d = [v.status for v in _run(rule, _drifting(1e-4, speed=0.5), 1e-4)]
+    reference_s = [v.status for v in _run(rule, _settled(1e-4), 1e-4)]
+    assert drifting == reference_d and settled == reference_s
+    assert "cut" in settled and "cut" not in drifting
+
+
+def test_a_fixed_epsilon_in_bits_would_never_bind_at_the_bundles_learning_rate():
+    """Why ε is relative: at lr 6e-4 and 10 steps per check, the largest reachable JSD is ~6e-6 bits,
+    far below the first version's fixed 1e-3, so an edge drifting at full speed looked settled."""
+    assert JSDRule.max_jsd(6e-4, 10) < 1e-5
+    v = _run(JSDRule(epsilon=0.1), _drifting(6e-4, speed=1.0), 6e-4)
+    assert v[-1].d < 1e-3 and v[-1].status == "moving"
+
+
+def test_no_cut_within_the_margin_in_logits():
+    lr, s = 1e-2, 10
+    rule = JSDRule(epsilon=0.1, patience=1, margin=1.0)  # need a lead of 2·lr·s = 0.2 logits
+    close = [2.0, 2.0, 2.0, 1.19, 1.0, 0.0, 0.0, 0.0]  # the 4th kept leads the best dropped by 0.19
+    verdicts = _run(rule, lambda step: close, lr, checks=4, interval=s)
+    assert all(v.status != "cut" for v in verdicts) and verdicts[-1].status == "undecided"
+    assert verdicts[-1].lead == pytest.approx(0.19) and verdicts[-1].margin == pytest.approx(0.2)
+    wide = list(close)
+    wide[3] = 1.21
+    assert _run(rule, lambda step: wide, lr, checks=4, interval=s)[-1].status == "cut"
+
+
+def test_leaders_that_change_reset_the_count():
+    lr = 1e-2
+    rule = JSDRule(epsilon=0.5, patience=2, margin=0.0)
+    swap = lambda step: [5, 4, 3, 2 + (0.002 if (step // 10) % 2 else -0.002), 2, 1, 0, -1]  # noqa: E731
+    statuses = [v.status for v in _run(rule, swap, lr)]
+    assert "cut" not in statuses and statuses.count("leaders_changed") >= 6
+
+
+def test_nodes_keep_their_top_two_inputs_by_beta_and_cuts_come_nodes_first():
+    rule = JSDRule(epsilon=0.5, patience=1, margin=0.5)
+    tracks = CellTracks()
+    alphas = {"0->3": {"a": 1.0}, "1->3": {"a": 0.0, "b": 0.0}, "2->3": {"a": 0.0, "b": 0.0}}
+    betas = {"3": {"0": 0.0, "1": 1.5, "2": 1.5}}
+    for step in (10, 20):
+        verdicts, cuts = rule.check_cell(tracks, alphas, betas, step, 1e-2)
+    # edge 0->3 is already down to one op (p = 1) while the others are uniform: β alone decides
+    assert [(c.kind, c.where, c.kept, c.dropped) for c in cuts] == [("node", "3", ["1", "2"], ["0"])]
+    assert "0->3" not in tracks.edge
+
+
+def test_observe_only_records_verdicts_and_cuts_nothing():
+    rule = JSDRule(epsilon=0.5, patience=1, margin=0.0)
+    tracks = CellTracks()
+    alphas = {"0->2": dict(zip(OPS, GAPS))}
+    for step in (10, 20, 30):
+        verdicts, cuts = rule.check_cell(tracks, alphas, {"2": {"0": 0.0, "1": 0.0}}, step, 1e-2, prune=False)
+    assert cuts == [] and verdicts["edge"]["0->2"].status == "cut"  # what it would have done
+
+
+def test_non_finite_logits_are_refused():
+    with pytest.raises(ValueError, match="non-finite logit for 'b' at arch step 7"):
+        JSDRule().check_edge(Track(), {"a": 0.0, "b": math.nan}, 7, 1e-2)
+
+
+@pytest.mark.parametrize("bad", [{"epsilon": 0}, {"window": 0}, {"patience": 0}, {"margin": -1}, {"keep_schedule": (4, 2)}])
+def test_bad_rule_numbers_are_refused(bad):
+    with pytest.raises(ValueError):
+        JSDRule(**bad)
+
+
+def test_track_state_round_trips():
+    rule, track = JSDRule(), Track()
+    for step in (10, 20, 30):
+        rule.check_edge(track, dict(zip(OPS, GAPS)), step, 1e-2)
+    again = Track.from_state(track.state_dict())
+    assert again == track
+
+
+def test_an_edge_led_by_none_is_decided_among_the_other_ops():
+    rule = JSDRule(epsilon=0.5, patience=1, margin=0.5)
+    track = Track()
+    for step in (10, 20):
+        v = rule.check_edge(track, {"none": 5.0, "conv": 1.0, "pool": 0.0}, step, 1e-2)
+    assert v.keep == ["none", "conv"]  # 3 ops -> 2: none may stay while another op does
+    track = Track()
+    for step in (10, 20):
+        v = rule.check_edge(track, {"none": 5.0, "conv": 1.0}, step, 1e-2)
+    assert v.keep == ["conv"] and v.status == "cut" and v.lead == float("inf")  # nothing else to lead
