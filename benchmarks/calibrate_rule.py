@@ -24,22 +24,32 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _synthetic import synthetic_baseline  # noqa: E402
+
 from iac_components.benchmark import SWEEP, sweep_rules  # noqa: E402
-from iac_components.demo import DEMO_OVERRIDES, _run, find_bundle  # noqa: E402
+from iac_components.demo import DEMO_OVERRIDES, _run  # noqa: E402
 from iac_components.search.rule import JSDRule  # noqa: E402
 from iac_components.utils import machine_info, write_json_atomic  # noqa: E402
 
+# the demo's search settings without its rule values (an observe-only search records every rule's evidence)
+_DEMO = {k: v for k, v in DEMO_OVERRIDES["search"].items() if not k.startswith("pruning#")}
 CONFIGS = {
-    "demo": dict(DEMO_OVERRIDES["search"]),
-    "bundle": {**DEMO_OVERRIDES["search"], "batch_size": 16, "arch_learning_rate": 6e-4, "learning_rate": 0.025},
+    "demo": _DEMO,
+    "bundle": {**_DEMO, "batch_size": 16, "arch_learning_rate": 6e-4, "learning_rate": 0.025},
 }
 
 
-def divergence_ratios(history: dict, group: int = 0) -> list[float]:
-    """d / max_jsd for every judged edge check (the ε at which that check would sit on the threshold)."""
-    eps = history["rule"]["epsilon"]  # the threshold recorded is eps x max_jsd
-    return [v["d"] * eps / v["threshold"] for e in history["epochs"] for c in e["checks"]
-            for v in c["verdicts"][group]["edge"].values() if v["d"] is not None and v["threshold"]]
+def divergence_ratios(history: dict, window: int, group: int = 0) -> list[float]:
+    """d / D_max of every edge check of a full search's history, for a window of ``window`` arch steps (the ε at
+    which that check would sit on the threshold), recomputed from the recorded logits by the rule itself."""
+    from iac_components.search.rule import CellTracks
+
+    rule, tracks, out = JSDRule(window=window), CellTracks(), []
+    for e in history["epochs"]:
+        for c in e["checks"]:
+            verdicts, _ = rule.check_cell(tracks, c["alpha"][group], c["beta"][group], c["arch_step"], c["lr"], prune=False)
+            out += [v.d * rule.epsilon / v.threshold for v in verdicts["edge"].values() if v.d is not None and v.threshold]
+    return out
 
 
 def main() -> None:
@@ -51,18 +61,8 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/runs/calibrate")
     ap.add_argument("--results", default="benchmarks/results/calibration")
     args = ap.parse_args()
-    from iac_components.data import synthesize
-
     out = Path(args.out).resolve()
-    configs = find_bundle("acdc_iac", out) / "configs"
-    raw = out / "raw"
-    if not (raw / "training").is_dir():
-        synthesize("acdc", raw, patients=args.patients, seed=0)
-    common = {**DEMO_OVERRIDES["common"], "dataset_dir": str(raw), "cache_dir": str(out / "cache"), "seed": args.seed}
-    base = out / "baseline"
-    if not (base / "baseline.pt").is_file():
-        _run(configs / "train.json", "run", out / "train.log", {**common, **DEMO_OVERRIDES["train"],
-                                                              "ckpt_dir": str(base), "output_dir": str(base)})
+    configs, common, base = synthetic_baseline(out, args.patients, args.seed)
     run = out / f"full_{args.config}"
     run.mkdir(parents=True, exist_ok=True)
     shutil.copy(base / "baseline.pt", run / "baseline.pt")
@@ -72,7 +72,8 @@ def main() -> None:
                                                                      "output_dir": str(run)})
     history = json.loads((run / "search_history.json").read_text())
     sweep = sweep_rules(history, SWEEP)
-    ratios = np.array(divergence_ratios(history))
+    by_window = {w: np.array(divergence_ratios(history, w)) for w in SWEEP["window"]}
+    ratios = by_window[JSDRule().window]
     above = {str(eps): float(np.mean(ratios > eps)) for eps in SWEEP["epsilon"]}
     report = {
         "command": "python " + " ".join(sys.argv),
@@ -80,7 +81,8 @@ def main() -> None:
         "config": {"name": args.config, **search, "seed": args.seed, "patients": args.patients},
         "total_arch_steps": sweep["total_arch_steps"],
         "edge_checks": int(ratios.size),
-        "d_over_max_quartiles": [float(q) for q in np.quantile(ratios, [0.1, 0.25, 0.5, 0.75, 0.9])],
+        "d_over_max_deciles_by_window": {str(w): [float(q) for q in np.quantile(r, [0.1, 0.25, 0.5, 0.75, 0.9])]
+                                         for w, r in by_window.items()},
         "share_of_edge_checks_moving_at_epsilon": above,
         "sweep": sweep,
     }
@@ -91,10 +93,11 @@ def main() -> None:
     lines = [f"# Rule calibration on a full search ({args.config} configuration)", "",
              f"Command: `{report['command']}`  ",
              f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, torch {report['machine']['torch']}.  ",
-             f"Search: {json.dumps(search)}; {sweep['total_arch_steps']} arch steps, {ratios.size} edge checks.", "",
-             "Recorded d / D_max (the ε at which each edge check would sit on the threshold), deciles 10/25/50/75/90 %: "
-             + ", ".join(f"{q:.3g}" for q in report["d_over_max_quartiles"]) + ".  ",
-             "Share of edge checks that count as moving at each ε: "
+             f"Search: {json.dumps(search)}; {sweep['total_arch_steps']} arch steps, one check per epoch.", "",
+             "d / D_max of the edge checks (the ε at which each would sit on the threshold), deciles 10/25/50/75/90 %, "
+             "by window: " + "; ".join(f"{w} arch steps: " + ", ".join(f"{q:.3g}" for q in qs)
+                                       for w, qs in report["d_over_max_deciles_by_window"].items()) + ".  ",
+             f"Share of edge checks that count as moving at each ε (window {JSDRule().window}): "
              + ", ".join(f"ε = {k}: {v:.2f}" for k, v in above.items()) + ".", "",
              "Every rule of the sweep replayed on this history (exact up to each edge's first cut). Agreement is with "
              "this full search's own final genotype, whose ops are themselves uncertain at this budget.", "",

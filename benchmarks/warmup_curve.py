@@ -17,7 +17,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from iac_components.demo import DEMO_OVERRIDES, _run, find_bundle  # noqa: E402
+from _synthetic import synthetic_baseline  # noqa: E402
+
+from iac_components.demo import DEMO_OVERRIDES, _run  # noqa: E402
 from iac_components.utils import machine_info, write_json_atomic  # noqa: E402
 
 
@@ -29,25 +31,13 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/runs/warmup")
     ap.add_argument("--results", default="benchmarks/results/warmup_curve")
     args = ap.parse_args()
-    from iac_components.data import synthesize
-
     out = Path(args.out).resolve()
-    configs = find_bundle("acdc_iac", out) / "configs"
-    raw = out / "raw"
-    if not (raw / "training").is_dir():
-        synthesize("acdc", raw, patients=args.patients, seed=0)
-    common = {**DEMO_OVERRIDES["common"], "dataset_dir": str(raw), "cache_dir": str(out / "cache"), "seed": args.seed}
-    base = out / "baseline"
-    if not (base / "baseline.pt").is_file():
-        _run(configs / "train.json", "run", out / "train.log", {**common, **DEMO_OVERRIDES["train"],
-                                                              "ckpt_dir": str(base), "output_dir": str(base)})
+    configs, common, base = synthetic_baseline(out, args.patients, args.seed)
     run = out / "search"
     run.mkdir(parents=True, exist_ok=True)
     shutil.copy(base / "baseline.pt", run / "baseline.pt")
-    epoch_length = None
     search = {**DEMO_OVERRIDES["search"], "warmup_steps": args.steps, "prune": False}
-    # enough epochs to cover the warm-up (the epoch length is read from the first run's history)
-    search["epochs"] = max(2, args.steps // 13 + 1)
+    search["epochs"] = max(2, args.steps // 13 + 1)  # the demo's data: 13 weight steps per epoch
     _run(configs / "search.json", "search", run / "search.log", {**common, **search, "ckpt_dir": str(run), "output_dir": str(run)})
     history = json.loads((run / "search_history.json").read_text())
     rows = [(e["iteration"], e["cells"]["gamma_mean_abs"], e["cells"]["ratio"]) for e in history["epochs"] if e.get("cells")]
@@ -64,7 +54,7 @@ def main() -> None:
              f"Demo search settings, {epoch_length} weight steps per epoch.", "",
              "| weight step | mean abs γ per level | ‖γ·cell‖/‖skip‖ per level |", "|---|---|---|"]
     lines += [f"| {it} | {' / '.join(f'{x:.3f}' for x in g)} | {' / '.join(f'{x:.3f}' for x in r)} |" for it, g, r in rows]
-    lines += ["", f"The mean contribution reaches 50 % of its value at step {rows[-1][0]} by step {reach['50%']} and 90 % by "
+    lines += ["", f"The mean contribution (over levels) reaches 50 % of its value at step {rows[-1][0]} by step {reach['50%']} and 90 % by "
                   f"step {reach['90%']}."]
     Path(f"{args.results}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -326,8 +326,8 @@ def _epoch_cost_lines(report: dict[str, Any]) -> list[str]:
 SWEEP = {
     "epsilon": (0.03, 0.1, 0.3),
     "patience": (1, 2, 3),
-    "margin": (0.5, 1.0, 2.0),
-    "window": (1, 2),
+    "margin": (0.25, 0.5, 1.0, 2.0),
+    "window": (16, 32, 64),
     "keep_schedule": ((4, 2, 1), (2, 1)),
 }
 

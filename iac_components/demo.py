@@ -27,16 +27,23 @@ DEMO_OVERRIDES: dict[str, dict[str, Any]] = {
         "spatial_size": [64, 64],
     },
     "train": {"epochs": 10, "batch_size": 16, "learning_rate": 3e-3},
-    # a short search: more arch steps per epoch (batch 8) and a larger arch learning rate, so that α moves within
-    # a few epochs of this small dataset (the rule itself keeps the bundle's defaults). 30 epochs at most: on this
-    # data the JSD rule decided the cell after 15-24 epochs in `iac benchmark` (benchmarks/results/lth_vs_full.md)
+    # a short search on the demo's small data: more arch steps per epoch (batch 8) and a larger arch learning rate,
+    # so that α moves within a few epochs; a warm-up of 78 weight steps (6 epochs), where the cells' contribution
+    # stops growing fast (benchmarks/results/warmup_curve.md); and, because 18 epochs are far from the bundles'
+    # 200, a looser rule than the bundles' defaults, chosen on a recorded full search at this configuration
+    # (benchmarks/results/calibration_demo.md: it prunes the most while its first cuts keep the full search's
+    # final ops). Even so the demo's search does not decide the whole cell in 18 epochs; its table says so and
+    # lists these overrides.
     "search": {
-        "epochs": 30,
-        "warmup_steps": 13,
+        "epochs": 18,
+        "warmup_steps": 78,
         "batch_size": 8,
         "cell_channels": 16,
         "arch_learning_rate": 1e-2,
         "learning_rate": 0.05,
+        "pruning#epsilon": 0.3,
+        "pruning#margin": 0.25,
+        "pruning#window": 16,
     },
     "retrain": {"epochs": 6, "batch_size": 16, "cell_channels": 16, "learning_rate": 1e-3},
     "evaluate": {"cell_channels": 16},
@@ -234,7 +241,8 @@ def _summary(out: Path, times: dict[str, float], total: float, bundle: Path) -> 
 
 def _print_table(s: dict[str, Any]) -> None:
     se, d = s["search"], s["dice"]
-    decided = "yes, by the JSD rule" if se["decided_by_pruning"] else f"no: stopped at max epochs ({se['max_epochs']})"
+    decided = ("yes, by the JSD rule" if se["decided_by_pruning"] else
+               f"no: stopped at max epochs ({se['max_epochs']}); the genotype is derived from α/β there")
     rows = [
         ("search wall-clock", f"{se['wall_clock_s']:.0f} s over {se['epochs']} epochs ({se['arch_steps']} arch steps)"),
         ("cell decided early", decided),
@@ -254,7 +262,7 @@ def _print_table(s: dict[str, Any]) -> None:
             rows.append((f"cells after {stage}", "max |γ| " + "/".join(f"{g:.3f}" for g in c["gamma_max_abs"])
                          + ", ‖γ·cell‖/‖skip‖ " + "/".join(f"{r:.3f}" for r in c["ratio"]) + " (levels 0..3)"))
     rows.append(("demo's search settings", ", ".join(f"{k} {v}" for k, v in se["overrides"].items())
-                 + " (the rule keeps the bundle's defaults: it is relative to the arch learning rate)"))
+                 + " (the bundle ships epsilon 0.1, margin 1.0 for a 200-epoch search)"))
     rows.append(("what this shows", "the pipeline runs end to end; one seed and a handful of test patients cannot "
                                     "show that cells or the search help (that is `iac benchmark`'s job)"))
     rows.append(("total time", f"{s['total_s']:.0f} s"))

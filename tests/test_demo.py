@@ -9,6 +9,9 @@ import pytest
 
 import iac_components.demo as demo
 
+# subprocess and whole-pipeline runs: the slow tier (`pytest -m slow`)
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def toy_overrides(monkeypatch):
@@ -28,10 +31,14 @@ def test_demo_runs_every_step_and_prints_the_summary(tmp_path, toy_overrides, ca
         assert (tmp_path / "demo" / "logs" / f"{step}.log").stat().st_size > 0
     assert "test Dice, U-Net + IAC" in out and "ops alive" in out
     assert "IAC had 1 more epochs of training" in out  # the IAC - baseline line is not read as the cells' gain
+    assert "cells after search" in out and "cells after retrain" in out and "‖γ·cell‖/‖skip‖" in out
+    assert "demo's search settings" in out and "arch_learning_rate 0.01" in out and "cannot" in out
     assert "Epoch[" not in out  # the workflows' logs go to the log files, not the console
     saved = json.loads((tmp_path / "demo" / "demo_summary.json").read_text())
     assert saved["search"]["epochs"] == 2 and saved["search"]["ops_alive_start"] == 14 * 8
     assert 0.0 <= saved["dice"]["baseline"] <= 1.0 and 0.0 <= saved["dice"]["iac"] <= 1.0
+    assert len(saved["cells"]["search"]["ratio"]) == 4 and len(saved["cells"]["retrain"]["gamma_max_abs"]) == 4
+    assert saved["search"]["rule"]["epsilon"] == 0.3  # the demo's own rule overrides, listed in its table
     for key in ("genotype", "search_history", "model_ts"):
         assert (tmp_path / "demo" / saved["outputs"][key].split("/demo/", 1)[1]).exists()
     preds = list((tmp_path / "demo" / "predictions").glob("*.nii.gz"))

@@ -284,7 +284,7 @@ def retrain_config(spec: BundleSpec) -> dict[str, Any]:
     extra = {
         "gamma_learning_rate": 1e-2,
         "freeze_backbone": False,
-        "backbone_lr_multiplier": 1.0,
+        "backbone_lr_multiplier": 0.1,
         "genotype_file": "$@ckpt_dir + '/genotype.json'",
         "baseline_ckpt": "$@ckpt_dir + '/baseline.pt'",
         "cell_channels": 32,
@@ -358,7 +358,7 @@ def search_config(spec: BundleSpec) -> dict[str, Any]:
         "pruning": {
             "_target_": "iac_components.search.JSDPruningHandler",
             "epsilon": 0.1,
-            "window": 1,
+            "window": 32,
             "patience": 2,
             "margin": 1.0,
             "keep_schedule": [4, 2, 1],

@@ -76,7 +76,7 @@ class JSDPruningHandler:
     def __init__(
         self,
         epsilon: float = 0.1,
-        window: int = 1,
+        window: int = 32,
         patience: int = 2,
         margin: float = 1.0,
         keep_schedule: Sequence[int] = (4, 2, 1),

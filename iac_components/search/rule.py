@@ -10,14 +10,16 @@ The rule (docs/method.md argues each choice and gives the measurements):
   ops and, per node with more than two live inputs, its β logits over them, with the arch optimiser's
   learning rate.
 * **Movement, relative to what Adam can do.** ``d = JSD(softmax(x_t) ‖ softmax(x_{t-W}))`` in bits, on the
-  names both records hold, where ``W`` is ``window`` checks back. Adam moves every logit by at most about its
+  names both records hold, where the record ``x_{t-W}`` is the latest one at least ``window`` arch steps old
+  (a window in arch steps: short windows are dominated by the step noise, see below). Adam moves every logit by at most about its
   learning rate per step, so over ``s`` arch steps ``d ≤ (lr·s)²/(8 ln 2)`` (the JSD of two softmaxes whose
   logits differ by ``δ`` is ``Var_p(δ)/8`` nats to second order, and ``Var_p(δ) ≤ (lr·s)²``). A fixed ε in bits
   therefore never binds at a small learning rate and always binds at a large one. Here the threshold in force
   is ``epsilon`` × the largest JSD reachable from the window's first distribution with every logit moved by
   ``±lr·s`` (:meth:`JSDRule.max_jsd`; ≈ ``(lr·s)²/(8 ln 2)`` for a flat distribution): an edge is *moving*
   while it covers more than about ``√epsilon`` of the largest coherent displacement Adam allows. A random walk of Adam-sized steps covers about
-  ``1/√s`` of it, a consistent drift nearly all of it, at any learning rate.
+  ``1/√s`` of it (``d/D_max ≈ 1/s``), a consistent drift nearly all of it, at any learning rate; so the window
+  must span enough steps that ``1/s`` sits well below ``epsilon`` (the default 32 steps against ε = 0.1).
 * **Stable for ``patience`` checks with the same leaders** (the ops it would keep): a distribution that barely
   moves while its leaders swap is not settled.
 * **Decided by a margin in logits**, relative to the same scale: the lowest kept logit must lead the highest
@@ -104,7 +106,8 @@ def next_keep_size(n: int, keep_schedule: Sequence[int]) -> int | None:
 
 @dataclass
 class Track:
-    """What the rule remembers of one edge or node: its last ``window + 1`` records ``(arch_step, lr, logits)``,
+    """What the rule remembers of one edge or node: its records ``(arch_step, lr, logits)`` back to the first one
+    at least ``window`` arch steps old,
     how many consecutive checks it has been stable, and the names it would have kept at the last check."""
 
     past: list[dict[str, Any]] = field(default_factory=list)
@@ -131,7 +134,7 @@ class Verdict:
     Attributes:
         status: one of :data:`STATUSES`; ``cut`` means keep :attr:`keep` now, anything else names what blocked.
         keep: the names it would keep (ranked set, in the caller's order); None when there is nothing to decide.
-        d: JSD in bits against the record ``window`` checks back (None while the window fills).
+        d: JSD in bits against the latest record at least ``window`` arch steps old (None while the window fills).
         threshold: the ε in force, in bits (``epsilon·(lr·s)²/(8 ln 2)``).
         steps: arch steps the window spans (``s``).
         lead: lowest kept logit minus highest dropped logit.
@@ -202,7 +205,7 @@ class JSDRule:
     Args:
         epsilon: movement threshold as a fraction of the largest JSD Adam can produce over the window
             (dimensionless; ``d < epsilon·(lr·s)²/(8 ln 2)`` counts as stable).
-        window: compare with the record ``window`` checks back.
+        window: arch steps the comparison spans at least (with the latest record that old).
         patience: consecutive stable checks, with the same leaders, before a decision.
         margin: the lead the kept names need over the dropped ones, in units of ``2·lr·s`` logits.
         keep_schedule: op counts an edge steps down through; must end at 1.
@@ -212,7 +215,7 @@ class JSDRule:
     def __init__(
         self,
         epsilon: float = 0.1,
-        window: int = 1,
+        window: int = 32,
         patience: int = 2,
         margin: float = 1.0,
         keep_schedule: Sequence[int] = (4, 2, 1),
@@ -280,7 +283,9 @@ class JSDRule:
         if bad:
             raise ValueError(f"non-finite logit for {bad[0]!r} at arch step {arch_step}: the rule cannot judge NaN/inf")
         track.past.append({"step": int(arch_step), "lr": float(lr), "logits": {k: float(v) for k, v in logits.items()}})
-        del track.past[: -(self.window + 1)]
+        old_enough = [n for n, r in enumerate(track.past) if r["step"] <= int(arch_step) - self.window]
+        if old_enough:
+            del track.past[: old_enough[-1]]  # keep the latest record that is old enough, and the newer ones
         if keep is None or keep >= len(names):
             return Verdict("undecided", None)
         order = sorted(range(len(names)), key=lambda n: (protect and keep == 1 and names[n] in self.protected_last,
@@ -294,7 +299,7 @@ class JSDRule:
             lead = float("-inf") if rivals or names[order[0]] in self.protected_last else float("inf")
         else:
             lead = float(logits[names[order[keep - 1]]] - logits[names[rivals[0]]])
-        if len(track.past) <= self.window:
+        if not old_enough:
             track.stable, track.top = 0, top
             return Verdict("filling_window", top, lead=lead)
         then = track.past[0]

@@ -82,6 +82,7 @@ def test_load_history_errors_name_the_file(tmp_path):
         load_history(tmp_path)
 
 
+@pytest.mark.slow
 def test_report_writes_every_figure_and_table_from_a_real_search(tmp_path):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "search"))
     from test_engine import make_search

@@ -83,6 +83,7 @@ def _io(parser: ConfigParser) -> tuple[int, int, int]:
     return parser.get(f"{fmt}#inputs#image#num_channels"), parser.get(f"{fmt}#outputs#pred#num_channels"), base
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_network_contract_export_and_torchscript(name, tmp_path, genotype_file):
     """With a test genotype and random weights in a copy of the bundle: ``verify_net_in_out``, the model contract

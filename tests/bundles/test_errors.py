@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 from bundle_utils import SMALL, SMALL_ARGS, copy_bundle, monai_bundle, run_workflow
 
+# subprocess and whole-pipeline runs: the slow tier (`pytest -m slow`)
+pytestmark = pytest.mark.slow
+
 
 def test_train_without_dataset_says_where_acdc_comes_from(tmp_path):
     root = copy_bundle("acdc_iac", tmp_path)

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 from bundle_utils import BUNDLES, subprocess_env
 
 from iac_components.bundles.generator import check
@@ -16,6 +17,7 @@ def test_committed_bundles_match_the_generator():
     assert check(BUNDLES) == []
 
 
+@pytest.mark.slow
 def test_check_fails_and_lists_edited_and_missing_files(tmp_path):
     out = tmp_path / "bundles"
     shutil.copytree(BUNDLES, out, ignore=shutil.ignore_patterns("models", "cache", "eval"))

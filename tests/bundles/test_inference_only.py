@@ -28,7 +28,7 @@ BLOCK_IAC = textwrap.dedent(
     atexit.register(lambda: print(f"blocked imports: {BlockIAC.attempts}", file=sys.stderr))
     """
 )
-pytestmark = pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")]
 
 RUN_MONAI_BUNDLE = BLOCK_IAC + "import runpy\nsys.argv[0] = 'monai.bundle'\nrunpy.run_module('monai.bundle', run_name='__main__')\n"
 

@@ -17,6 +17,9 @@ from monai.bundle import ConfigParser
 from iac_components.data import synthesize
 from iac_components.genotype import load_genotypes
 
+# subprocess and whole-pipeline runs: the slow tier (`pytest -m slow`)
+pytestmark = pytest.mark.slow
+
 ACDC_VALUES = {0, 1, 2, 3}
 
 

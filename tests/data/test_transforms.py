@@ -53,6 +53,7 @@ def test_chain_output_is_ras_with_in_plane_spacing(synth_root):
     assert 0.0 <= float(img.min()) and float(img.max()) <= 1.0
 
 
+@pytest.mark.slow
 def test_chain_instantiates_in_a_process_without_iac_components(tmp_path):
     """What inference.json does: only MONAI, the config from JSON."""
     cfg = preprocessing_config(get_settings("acdc", spacing=(2.0, 2.0), spatial_size=(32, 32)), "MRI", label_key=None)

@@ -83,7 +83,7 @@ def _by_name(values, universe=OPS):
 
 def _handler(**kw):
     # arch lr 0.1, one check per epoch of 4 arch steps: threshold 0.1·(0.4)²/(8 ln 2) bits, margin 0.5·0.8 logits
-    kw = {"epsilon": 0.1, "window": 1, "patience": 2, "margin": 0.5, **kw}
+    kw = {"epsilon": 0.1, "window": 4, "patience": 2, "margin": 0.5, **kw}
     return JSDPruningHandler(**kw)
 
 
@@ -254,7 +254,7 @@ def test_replaying_the_rule_on_a_full_history_finds_the_same_first_cuts(tmp_path
     from iac_components.benchmark import replay_rule
 
     shifted = {edge_key(i, j): _by_name(RANKED[(i + j) % 8:] + RANKED[:(i + j) % 8]) for j in range(2, 6) for i in range(j)}
-    rule = {"epsilon": 0.1, "window": 1, "patience": 2, "margin": 0.5}
+    rule = {"epsilon": 0.1, "window": 4, "patience": 2, "margin": 0.5}
     full = ScriptedSearch(_script(shifted))
     JSDPruningHandler(prune=False, history_path=tmp_path / "full.json", **rule).attach(full)
     full.go(4)

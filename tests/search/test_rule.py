@@ -47,20 +47,20 @@ def test_jsd_is_bounded_by_adams_step_and_the_bound_is_reached():
 def test_the_jsd_condition_separates_a_drifting_edge_from_a_settled_one():
     """Both edges lead by far more than the margin and keep the same leaders: only the movement differs."""
     lr = 1e-2
-    rule = JSDRule(epsilon=0.1, patience=2, margin=1.0)
+    rule = JSDRule(window=10, epsilon=0.1, patience=2, margin=1.0)
     drifting = _run(rule, _drifting(lr, speed=0.5), lr)  # covers 0.25 of the bound: moving at ε = 0.1
     settled = _run(rule, _settled(lr), lr)
     assert all(v.status in ("filling_window", "moving") for v in drifting)
     assert any(v.jsd_only for v in drifting)  # the movement test alone stood in the way
     assert [v.status for v in settled][:3] == ["filling_window", "waiting", "cut"]
     # changing ε changes the decision: at ε = 0.5 the same drift counts as settled
-    relaxed = _run(JSDRule(epsilon=0.5, patience=2, margin=1.0), _drifting(lr, speed=0.5), lr)
+    relaxed = _run(JSDRule(window=10, epsilon=0.5, patience=2, margin=1.0), _drifting(lr, speed=0.5), lr)
     assert relaxed[2].status == "cut"
 
 
 @pytest.mark.parametrize("lr", [6e-4, 3e-3, 1e-2])
 def test_the_rule_binds_the_same_way_at_any_arch_learning_rate(lr):
-    rule = JSDRule(epsilon=0.1, patience=2, margin=1.0)
+    rule = JSDRule(window=10, epsilon=0.1, patience=2, margin=1.0)
     drifting = [v.status for v in _run(rule, _drifting(lr, speed=0.5), lr)]
     settled = [v.status for v in _run(rule, _settled(lr), lr)]
     reference_d = [v.status for v in _run(rule, _drifting(1e-4, speed=0.5), 1e-4)]
@@ -73,13 +73,13 @@ def test_a_fixed_epsilon_in_bits_would_never_bind_at_the_bundles_learning_rate()
     """Why ε is relative: at lr 6e-4 and 10 steps per check, the largest reachable JSD is ~6e-6 bits,
     far below the first version's fixed 1e-3, so an edge drifting at full speed looked settled."""
     assert JSDRule.max_jsd(6e-4, 10) < 1e-5
-    v = _run(JSDRule(epsilon=0.1), _drifting(6e-4, speed=1.0), 6e-4)
+    v = _run(JSDRule(window=10, epsilon=0.1), _drifting(6e-4, speed=1.0), 6e-4)
     assert v[-1].d < 1e-3 and v[-1].status == "moving"
 
 
 def test_no_cut_within_the_margin_in_logits():
     lr, s = 1e-2, 10
-    rule = JSDRule(epsilon=0.1, patience=1, margin=1.0)  # need a lead of 2·lr·s = 0.2 logits
+    rule = JSDRule(window=10, epsilon=0.1, patience=1, margin=1.0)  # need a lead of 2·lr·s = 0.2 logits
     close = [2.0, 2.0, 2.0, 1.19, 1.0, 0.0, 0.0, 0.0]  # the 4th kept leads the best dropped by 0.19
     verdicts = _run(rule, lambda step: close, lr, checks=4, interval=s)
     assert all(v.status != "cut" for v in verdicts) and verdicts[-1].status == "undecided"
@@ -91,14 +91,14 @@ def test_no_cut_within_the_margin_in_logits():
 
 def test_leaders_that_change_reset_the_count():
     lr = 1e-2
-    rule = JSDRule(epsilon=0.5, patience=2, margin=0.0)
+    rule = JSDRule(window=10, epsilon=0.5, patience=2, margin=0.0)
     swap = lambda step: [5, 4, 3, 2 + (0.002 if (step // 10) % 2 else -0.002), 2, 1, 0, -1]  # noqa: E731
     statuses = [v.status for v in _run(rule, swap, lr)]
     assert "cut" not in statuses and statuses.count("leaders_changed") >= 6
 
 
 def test_nodes_keep_their_top_two_inputs_by_beta_and_cuts_come_nodes_first():
-    rule = JSDRule(epsilon=0.5, patience=1, margin=0.5)
+    rule = JSDRule(window=10, epsilon=0.5, patience=1, margin=0.5)
     tracks = CellTracks()
     alphas = {"0->3": {"a": 1.0}, "1->3": {"a": 0.0, "b": 0.0}, "2->3": {"a": 0.0, "b": 0.0}}
     betas = {"3": {"0": 0.0, "1": 1.5, "2": 1.5}}
@@ -110,7 +110,7 @@ def test_nodes_keep_their_top_two_inputs_by_beta_and_cuts_come_nodes_first():
 
 
 def test_observe_only_records_verdicts_and_cuts_nothing():
-    rule = JSDRule(epsilon=0.5, patience=1, margin=0.0)
+    rule = JSDRule(window=10, epsilon=0.5, patience=1, margin=0.0)
     tracks = CellTracks()
     alphas = {"0->2": dict(zip(OPS, GAPS))}
     for step in (10, 20, 30):
@@ -120,7 +120,7 @@ def test_observe_only_records_verdicts_and_cuts_nothing():
 
 def test_non_finite_logits_are_refused():
     with pytest.raises(ValueError, match="non-finite logit for 'b' at arch step 7"):
-        JSDRule().check_edge(Track(), {"a": 0.0, "b": math.nan}, 7, 1e-2)
+        JSDRule(window=10).check_edge(Track(), {"a": 0.0, "b": math.nan}, 7, 1e-2)
 
 
 @pytest.mark.parametrize("bad", [{"epsilon": 0}, {"window": 0}, {"patience": 0}, {"margin": -1}, {"keep_schedule": (4, 2)}])
@@ -130,7 +130,7 @@ def test_bad_rule_numbers_are_refused(bad):
 
 
 def test_track_state_round_trips():
-    rule, track = JSDRule(), Track()
+    rule, track = JSDRule(window=10), Track()
     for step in (10, 20, 30):
         rule.check_edge(track, dict(zip(OPS, GAPS)), step, 1e-2)
     again = Track.from_state(track.state_dict())
@@ -138,7 +138,7 @@ def test_track_state_round_trips():
 
 
 def test_an_edge_led_by_none_is_decided_among_the_other_ops():
-    rule = JSDRule(epsilon=0.5, patience=1, margin=0.5)
+    rule = JSDRule(window=10, epsilon=0.5, patience=1, margin=0.5)
     track = Track()
     for step in (10, 20):
         v = rule.check_edge(track, {"none": 5.0, "conv": 1.0, "pool": 0.0}, step, 1e-2)
@@ -147,3 +147,26 @@ def test_an_edge_led_by_none_is_decided_among_the_other_ops():
     for step in (10, 20):
         v = rule.check_edge(track, {"none": 5.0, "conv": 1.0}, step, 1e-2)
     assert v.keep == ["conv"] and v.status == "cut" and v.lead == float("inf")  # nothing else to lead
+
+
+def test_a_random_walk_of_adam_sized_steps_covers_about_one_over_s_of_the_bound():
+    """Why the window counts arch steps: the step noise alone gives d / D_max ≈ 1/s, so a window of s steps must
+    make 1/s small against ε, while a consistent drift stays near the bound whatever s is."""
+    import random
+
+    rnd = random.Random(0)
+    lr = 1e-3
+    for s in (8, 64):
+        noise, drift = [], []
+        for trial in range(40):
+            walk = [0.0] * 8
+            for _ in range(s):
+                walk = [w + lr * rnd.choice((-1, 1)) for w in walk]
+            start = dict(zip(OPS, [0.0] * 8))
+            noise.append(jsd(softmax(start), softmax(dict(zip(OPS, walk)))) / JSDRule.max_jsd(lr, s, start))
+            drift.append(jsd(softmax(start), softmax({o: lr * s * (1 if k % 2 else -1) for k, o in enumerate(OPS)}))
+                         / JSDRule.max_jsd(lr, s, start))
+        mean_noise = sum(noise) / len(noise)
+        assert mean_noise == pytest.approx(1 / s, rel=0.5) and min(drift) > 0.9
+    # at the default window (32 steps) the noise sits well below ε = 0.1
+    assert JSDRule().window == 32 and 1 / JSDRule().window < JSDRule().epsilon / 3
