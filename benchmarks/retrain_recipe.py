@@ -46,7 +46,7 @@ def main() -> None:
     run = Path(args.run).resolve()
     configs = find_bundle("acdc_iac", run) / "configs"
     common = {**DEMO_OVERRIDES["common"], "dataset_dir": str(run / "raw"), "cache_dir": str(run / "cache"), "seed": args.seed}
-    cell = {"cell_channels": DEMO_OVERRIDES["retrain"]["cell_channels"]}
+    cell = {"cell_channels": DEMO_OVERRIDES["search"]["cell_channels"]}
     rows = {}
     for name, recipe in RECIPES.items():
         for arm, genotype in (("iac", str(Path(args.genotype).resolve())), ("no_cells", "none")):

@@ -161,7 +161,8 @@ def run_benchmark(
             d.mkdir(parents=True, exist_ok=True)
             shutil.copy(run / "baseline" / "baseline.pt", d / "baseline.pt")
             if not (d / "evaluation" / "iac" / "metrics_per_case.csv").is_file():
-                o = {**base, **DEMO_OVERRIDES["retrain"], "epochs": retrain_epochs, "ckpt_dir": str(d), "output_dir": str(d),
+                # the same width for every arm (a random genotype's file records none)
+                o = {**base, **DEMO_OVERRIDES["retrain"], **cell, "epochs": retrain_epochs, "ckpt_dir": str(d), "output_dir": str(d),
                      "genotype_file": str(genotype) if genotype else "none"}
                 t = _run(configs / "retrain.json", "run", logs / f"retrain_{arm}.log", o)
                 ev = {**base, **cell, "ckpt_dir": str(d), "output_dir": str(d), "genotype_file": str(genotype) if genotype else "none",

@@ -45,8 +45,9 @@ DEMO_OVERRIDES: dict[str, dict[str, Any]] = {
         "pruning#margin": 0.25,
         "pruning#window": 16,
     },
-    "retrain": {"epochs": 6, "batch_size": 16, "cell_channels": 16, "learning_rate": 1e-3},
-    "evaluate": {"cell_channels": 16},
+    # retrain, evaluate and export read the cell's width (16) from genotype.json, as a user's would
+    "retrain": {"epochs": 6, "batch_size": 16, "learning_rate": 1e-3},
+    "evaluate": {},
 }
 
 
@@ -182,7 +183,6 @@ def run_demo(out: str | Path = "demo", patients: int = 20, seed: int = 0, thread
             net_id="network_def", filepath=str(out / "models" / "model.ts"), ckpt_file=str(out / "models" / "model.pt"),
             meta_file=str(configs / "metadata.json"), config_file=str(configs / "inference.json"), key_in_ckpt="model",
             use_trace=True, input_shape=[1, 1, size[0], size[1], 8], ckpt_dir=str(out / "models"),
-            **{"network_def#cell_kwargs#cell_channels": DEMO_OVERRIDES["search"]["cell_channels"]},
         )  # fmt: skip
     times["export"] = time.perf_counter() - t
     volume = sorted((raw / "training").glob("patient*/patient*_frame01.nii.gz"))[0]

@@ -29,6 +29,7 @@ __all__ = [
     "derive_genotype",
     "edge_key",
     "edge_importance",
+    "genotype_cell_config",
     "load_genotypes",
     "parse_edge_key",
     "save_genotypes",
@@ -161,6 +162,20 @@ def load_genotypes(
     if num_levels is not None and len(genotypes) != num_levels:
         raise ValueError(f"{path} holds {len(genotypes)} per-level genotypes but the network has {num_levels} skips")
     return genotypes
+
+
+def genotype_cell_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The cell configuration the search recorded in ``genotype.json`` (``search.cell_config``: ops, n_nodes,
+    cell_channels, partial_k, share_genotype, spatial_dims, feature_channels), or ``{}`` for a genotype written
+    by hand. Retrain, evaluation, inference and export read the cell's width from here, so that a search run
+    with ``--cell_channels 16`` needs no repeated flag downstream."""
+    try:
+        with open(os.fspath(path)) as f:
+            doc = json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return {}  # load_genotypes reports a missing or broken file with its own one-line error
+    config = (doc.get("search") or {}).get("cell_config") if isinstance(doc, dict) else None
+    return dict(config) if isinstance(config, dict) else {}
 
 
 def edge_importance(

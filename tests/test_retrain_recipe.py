@@ -97,3 +97,21 @@ def test_every_retrain_validates_from_epoch_one_and_puts_gamma_apart():
         assert config["val_interval"] == 1, f
         assert "retrain_param_groups" in config["optimizer"]["params"], f
         assert {"gamma_learning_rate", "freeze_backbone", "backbone_lr_multiplier"} <= set(config), f
+
+
+def test_retrain_evaluate_and_inference_read_the_cell_width_from_the_genotype(tmp_path):
+    """One source of truth: a search at --cell_channels 16 needs no repeated flag downstream."""
+    from iac_components.bundles.runtime import fixed_network, inference_network
+    from iac_components.genotype import genotype_cell_config, save_genotypes
+
+    path = tmp_path / "genotype.json"
+    save_genotypes(path, [G], True, n_nodes=4, search={"cell_config": {"cell_channels": 16, "partial_k": 4}})
+    assert genotype_cell_config(path)["cell_channels"] == 16
+    spec = {"name": "unet", "in_channels": 1, "out_channels": 2}
+    net = fixed_network(spec, str(path), cell_channels=None)
+    assert [c.cell_channels for c in net.cells.cells] == [16, 16, 16, 16]
+    assert [c.cell_channels for c in inference_network("unet", 1, 2, str(path)).network.cells.cells] == [16] * 4
+    assert [c.cell_channels for c in fixed_network(spec, str(path), cell_channels=8).cells.cells] == [8] * 4  # a flag wins
+    bare = tmp_path / "hand_written.json"
+    save_genotypes(bare, [G], True, n_nodes=4)  # no search record: the default width
+    assert genotype_cell_config(bare) == {} and fixed_network(spec, str(bare)).cells.cells[0].cell_channels == 32

@@ -145,10 +145,17 @@ def fixed_network(
 ) -> nn.Module:
     """The retrain network: the baseline with the fixed cells of ``genotype.json`` (see
     :func:`~iac_components.implant.implant_fixed_cells`). ``genotype=None`` gives the baseline itself (the
-    no-cell control of the benchmark). Missing files are one-line errors."""
+    no-cell control of the benchmark). ``cell_channels`` left out or None: the width recorded in
+    ``genotype.json`` by the search. Missing files are one-line errors."""
     from iac_components.implant import implant_fixed_cells, load_network_weights
 
     network = _build_backbone(backbone)
+    if cell_kwargs.get("cell_channels") is None and genotype not in (None, "", "none", "None"):
+        # one source of truth: the width the search ran at, as genotype.json records it (32 if it says nothing)
+        from iac_components.genotype import genotype_cell_config
+
+        cell_kwargs["cell_channels"] = int(genotype_cell_config(str(genotype)).get("cell_channels", 32))
+    cell_kwargs = {k: v for k, v in cell_kwargs.items() if v is not None}
     if "freeze_backbone" in cell_kwargs:
         cell_kwargs["freeze_backbone"] = as_bool(cell_kwargs["freeze_backbone"])
     if baseline_checkpoint is not None and not os.path.isfile(baseline_checkpoint):

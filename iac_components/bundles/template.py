@@ -287,7 +287,7 @@ def retrain_config(spec: BundleSpec) -> dict[str, Any]:
         "backbone_lr_multiplier": 0.1,
         "genotype_file": "$@ckpt_dir + '/genotype.json'",
         "baseline_ckpt": "$@ckpt_dir + '/baseline.pt'",
-        "cell_channels": 32,
+        "cell_channels": None,  # None: the width genotype.json records (the search's)
     }
     return _insert_after(config, "augment", extra)
 
@@ -451,7 +451,7 @@ def evaluate_config(spec: BundleSpec) -> dict[str, Any]:
         "fold": "test",
         "save_predictions": False,
         "genotype_file": "$@ckpt_dir + '/genotype.json'",
-        "cell_channels": 32,
+        "cell_channels": None,  # None: the width genotype.json records (the search's)
         **_data(),
         "backbone": _backbone(spec),
         "network_def": {
@@ -542,7 +542,7 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
             "out_channels": "@out_channels",
             "genotype": "$@ckpt_dir + '/genotype.json'",
             "backbone_kwargs": backbone_kwargs,
-            "cell_kwargs": {"cell_channels": 32},
+            "cell_kwargs": {},  # the cell's width comes from genotype.json
         },
         "network": (
             "$torch.jit.load(@ckpt_dir + '/model.ts', map_location=@device) if @use_torchscript "

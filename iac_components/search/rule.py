@@ -295,8 +295,10 @@ class JSDRule:
         if protect and keep == 1:
             # the last op is chosen among the unprotected ones (as the derivation does): it must lead them
             rivals = [n for n in rivals if names[n] not in self.protected_last]
-        if (protect and keep == 1 and names[order[0]] in self.protected_last) or not rivals:
-            lead = float("-inf") if rivals or names[order[0]] in self.protected_last else float("inf")
+        if protect and keep == 1 and names[order[0]] in self.protected_last:
+            lead = float("-inf")  # only protected ops alive: the edge cannot be cut to one
+        elif not rivals:
+            lead = float("inf")  # the only unprotected op: nothing to lead
         else:
             lead = float(logits[names[order[keep - 1]]] - logits[names[rivals[0]]])
         if not old_enough:
