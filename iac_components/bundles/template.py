@@ -536,7 +536,10 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
         ),
         "network_def": {
             "_target_": f"{RUNTIME}.inference_network",
-            "_disabled_": "@use_torchscript",
+            # off only when model.ts is there to be used: then iac_components is never imported. ckpt_export after a
+            # training with another --ckpt_dir (no model.pt here, no model.ts yet) gets the eager network, or
+            # fixed_network's one-line error naming the missing genotype.json, never a None network
+            "_disabled_": "$@use_torchscript and os.path.isfile(@ckpt_dir + '/model.ts')",
             "backbone": spec.backbone.backbone,
             "in_channels": "@in_channels",
             "out_channels": "@out_channels",

@@ -224,3 +224,27 @@ def test_comparison_baselines_merge_over_train_and_run_one_epoch(tmp_path, acdc_
     assert type(net.network).__name__ in {"AttentionUnet", "DeepSupervisionStack"}
     assert (root / "models" / f"baseline_{baseline}.pt").is_file()
     assert not (root / "models" / "baseline.pt").exists()  # the IAC baseline is not overwritten
+
+
+def test_export_after_a_training_with_another_ckpt_dir(acdc_retrained, tmp_path):
+    """The export trap: ckpt_export used to get a None network whenever the bundle's own models/ had no model.pt."""
+    from bundle_utils import monai_bundle
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for f in ("model.pt", "genotype.json"):
+        shutil.copy(acdc_retrained.root / "models" / f, elsewhere / f)
+    root = copy_bundle("acdc_iac", tmp_path)  # a clean bundle: models/ holds nothing
+    common = ["--key_in_ckpt", "model", "--use_trace", "True", "--input_shape", "[1, 1, 48, 48, 4]",
+              "--meta_file", root / "configs" / "metadata.json", "--config_file", root / "configs" / "inference.json",
+              "--spacing", "[2.0, 2.0]", "--spatial_size", "[48, 48]"]
+    ok = monai_bundle("ckpt_export", "network_def", "--filepath", elsewhere / "model.ts", "--ckpt_file",
+                      elsewhere / "model.pt", "--ckpt_dir", elsewhere, *common, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert (elsewhere / "model.ts").stat().st_size > 0
+    # without --ckpt_dir the genotype is looked for in the bundle's models/: one line that says so, no TypeError
+    bad = monai_bundle("ckpt_export", "network_def", "--filepath", tmp_path / "x.ts", "--ckpt_file",
+                       elsewhere / "model.pt", *common, cwd=tmp_path)
+    assert bad.returncode != 0 and "NoneType" not in bad.stderr
+    last = bad.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: no genotype at") and "--ckpt_dir" in last
