@@ -98,6 +98,11 @@ class MSDAdapter(DatasetAdapter):
         self.meta = read_dataset_json(self.json_path)
         self.sections = dict(sections or {"training": "training"})
         where = str(self.json_path)
+        if not any(self.meta.get(k) for k in self.sections) and "file_ending" in self.meta:
+            raise DatasetError(
+                f"{self.name}: {where} is in the nnU-Net v2 raw layout ('file_ending', no 'training' list): "
+                "pass --dataset nnunet"
+            )
         self.channel_names = parse_channels(self.meta, where)
         self.class_names, self.label_values = parse_labels(self.meta.get("labels") or {}, where)
         self.modality = modality_from_channel_names(self.channel_names)

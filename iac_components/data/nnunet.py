@@ -60,6 +60,11 @@ class NNUNetAdapter(DatasetAdapter):
         self.json_path = self.root / "dataset.json"
         self.meta = read_dataset_json(self.json_path)
         where = str(self.json_path)
+        if "file_ending" not in self.meta and isinstance(self.meta.get("training"), list):
+            raise DatasetError(
+                f"nnunet: {where} is in the MSD layout (a 'training' list of image/label pairs, no 'file_ending'): "
+                "pass --dataset msd"
+            )
         self.channel_names = parse_channels(self.meta, where)
         self.class_names, self.label_values = parse_labels(self.meta.get("labels") or {}, where)
         self.modality = modality_from_channel_names(self.channel_names)

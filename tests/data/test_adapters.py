@@ -153,3 +153,15 @@ def test_nnunet_region_labels_are_rejected(synth_root, tmp_path):
     (root / "dataset.json").write_text(json.dumps(meta))
     with pytest.raises(DatasetError, match="region-based label 'whole'"):
         get_adapter("nnunet", root)
+
+
+def test_each_generic_layout_names_the_other_when_handed_it(synth_root, tmp_path):
+    """custom_iac defaults to the nnU-Net layout; an MSD folder (a 'training' list) must say --dataset msd, and the
+    other way round."""
+    msd = synth_root("msd")
+    with pytest.raises(DatasetError, match=r"is in the MSD layout .*: pass --dataset msd"):
+        get_adapter("nnunet", msd)
+    nnunet = synth_root("nnunet")
+    root = next(p for p in Path(nnunet).rglob("dataset.json")).parent
+    with pytest.raises(DatasetError, match=r"is in the nnU-Net v2 raw layout .*: pass --dataset nnunet"):
+        get_adapter("msd", root)
