@@ -165,8 +165,9 @@ def fixed_network(
             load_network_weights(network, baseline_checkpoint)
         return network
     if not os.path.isfile(str(genotype)):
-        raise _fail(f"no genotype at {genotype}; run the search first: {run_first} (or pass --ckpt_dir where the "
-                    "search wrote genotype.json)")
+        first = f": {run_first}" if run_first else " (configs/search.json)"
+        raise _fail(f"no genotype at {genotype}; run the search first{first}, or pass --ckpt_dir where the search "
+                    "wrote genotype.json")
     try:
         return implant_fixed_cells(network, str(genotype), baseline_checkpoint=baseline_checkpoint, **cell_kwargs)
     except ValueError as e:

@@ -248,3 +248,15 @@ def test_export_after_a_training_with_another_ckpt_dir(acdc_retrained, tmp_path)
     assert bad.returncode != 0 and "NoneType" not in bad.stderr
     last = bad.stderr.strip().splitlines()[-1]
     assert last.startswith("error: no genotype at") and "--ckpt_dir" in last
+
+
+def test_verify_net_in_out_on_an_unsearched_bundle_says_what_to_run(tmp_path):
+    from bundle_utils import monai_bundle
+
+    root = copy_bundle("acdc_iac", tmp_path)
+    proc = monai_bundle("verify_net_in_out", "network_def", "--meta_file", root / "configs" / "metadata.json",
+                        "--config_file", root / "configs" / "inference.json", cwd=tmp_path)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == (f"error: no genotype at {root / 'models' / 'genotype.json'}; run the search first "
+                    "(configs/search.json), or pass --ckpt_dir where the search wrote genotype.json")
