@@ -336,10 +336,19 @@ class IACSearchTrainer(IACTrainer):
         engine.arch_optimizer.zero_grad(set_to_none=True)
         loss = self._loss(self._forward(inputs, args, kwargs), targets)
         self._check_finite("arch-step loss", loss)
-        stepped = self._step(loss, engine.arch_optimizer, self._trainable(engine.arch_optimizer))
-        for name, p in engine.network.cells.archs.named_parameters():
-            self._check_finite(f"architecture parameter {name} ({'α' if '.alphas.' in name else 'β'})", p)
+        params = self._trainable(engine.arch_optimizer)
+        stepped = self._step(loss, engine.arch_optimizer, params)
+        self._check_arch_finite(engine, params)
         return loss.detach(), stepped
+
+    def _check_arch_finite(self, engine: IACSearchTrainer, params: list[torch.nn.Parameter]) -> None:
+        """One device sync for all of α/β; the offending tensor is named only when there is one."""
+        if not params or bool(torch.isfinite(torch.cat([p.detach().reshape(-1) for p in params])).all()):
+            return
+        bad = {id(p) for p in params if not bool(torch.isfinite(p.detach()).all())}
+        name = next((n for n, p in engine.network.named_parameters() if id(p) in bad), "?")
+        kind = "α" if ".alphas." in name else "β" if ".betas." in name else "architecture"
+        self._check_finite(f"architecture parameter {name} ({kind})", torch.tensor(float("nan")))
 
     def _iteration(self, engine: IACSearchTrainer, batchdata: Any) -> dict:  # type: ignore[override]
         extra = {}
