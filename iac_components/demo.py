@@ -113,6 +113,23 @@ class _LogTo:
         return False
 
 
+class _Console(logging.StreamHandler):
+    """The search's progress lines on the real console; a subclass, so that :class:`_LogTo` leaves it alone."""
+
+
+def _show_progress() -> None:
+    import sys
+
+    from iac_components.search.pruning import PROGRESS
+
+    for h in [h for h in PROGRESS.handlers if isinstance(h, _Console)]:
+        PROGRESS.removeHandler(h)
+    handler = _Console(sys.stdout)  # this console, before the workflows' output goes to the log files
+    handler.setFormatter(logging.Formatter("[demo]   %(message)s"))
+    PROGRESS.addHandler(handler)
+    PROGRESS.setLevel(logging.INFO)
+
+
 def _run(config: Path, run_id: str, log_file: Path, overrides: dict[str, Any]) -> float:
     """Run one workflow in this process, as ``python -m monai.bundle run`` would, logging to ``log_file``."""
     from monai.bundle import ConfigWorkflow
@@ -161,6 +178,7 @@ def run_demo(out: str | Path = "demo", patients: int = 20, seed: int = 0, thread
     }
     common = {**paths, **DEMO_OVERRIDES["common"]}
     times: dict[str, float] = {}
+    _show_progress()
 
     def step(name: str, file: str, run_id: str = "run", **extra: Any) -> None:
         print(f"[demo] {name} ...", flush=True)

@@ -34,6 +34,7 @@ def test_demo_runs_every_step_and_prints_the_summary(tmp_path, toy_overrides, ca
     assert "cells after search" in out and "cells after retrain" in out and "‖γ·cell‖/‖skip‖" in out
     assert "demo's search settings" in out and "arch_learning_rate 0.01" in out and "cannot" in out
     assert "Epoch[" not in out  # the workflows' logs go to the log files, not the console
+    assert "[demo]   search epoch 1/2: 112 ops alive, loss " in out and "[demo]   search epoch 2/2" in out  # progress
     saved = json.loads((tmp_path / "demo" / "demo_summary.json").read_text())
     assert saved["search"]["epochs"] == 2 and saved["search"]["ops_alive_start"] == 14 * 8
     assert 0.0 <= saved["dice"]["baseline"] <= 1.0 and 0.0 <= saved["dice"]["iac"] <= 1.0

@@ -39,6 +39,24 @@ __all__ = ["HISTORY_FORMAT", "JSDPruningHandler", "contribution_text", "jsd", "m
 
 HISTORY_FORMAT = "iac-search-history/2"
 
+#: One line per search epoch (epoch, ops alive, last loss, epoch time, time left at that pace): a long search
+#: is not silent. Propagates to the root logger; ``iac demo`` also shows it on the console.
+PROGRESS = logging.getLogger("iac_components.progress")
+
+
+def _progress_line(engine: Engine, entry: Mapping[str, Any], prune: bool) -> str:
+    output = getattr(engine.state, "output", None)
+    loss = output.get("loss") if isinstance(output, dict) else None
+    left = (engine.state.max_epochs - entry["epoch"]) * entry["wall_clock_s"]
+    return (
+        f"search epoch {entry['epoch']}/{engine.state.max_epochs}: {entry['ops_alive']} ops alive, "
+        + (f"loss {float(loss):.4f}, " if loss is not None else "")
+        + f"{entry['wall_clock_s']:.0f} s"
+        + (" (warm-up)" if entry["warmup"] else "")
+        + (f", at most {left / 60:.1f} min left at this pace" if left > 0 else "")
+        + ("" if prune else " (full search)")
+    )
+
 
 def _device(engine: Engine) -> torch.device:
     return torch.device(getattr(engine.state, "device", None) or "cpu")
@@ -198,6 +216,7 @@ class JSDPruningHandler:
         self._elapsed += wall
         self.epochs.append(self._snapshot(engine, wall))
         self._write_history()
+        PROGRESS.info(_progress_line(engine, self.epochs[-1], self.prune))
 
     def _completed(self, engine: Engine) -> None:
         if not self.epochs or self.epochs[-1]["epoch"] != engine.state.epoch:

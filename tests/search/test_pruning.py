@@ -319,3 +319,15 @@ def test_every_cut_is_logged(caplog):
         eng.go(3)
     lines = [r.getMessage() for r in caplog.records if "IAC-LTH cut" in r.getMessage()]
     assert len(lines) == 1 and "edge 0->2" in lines[0] and "arch step 12" in lines[0]
+
+
+def test_one_progress_line_per_epoch(caplog):
+    import logging
+
+    eng = ScriptedSearch(_script({"0->2": _by_name(RANKED)}))
+    _handler().attach(eng)
+    with caplog.at_level(logging.INFO, logger="iac_components.progress"):
+        eng.go(3)
+    lines = [r.getMessage() for r in caplog.records if r.name == "iac_components.progress"]
+    assert len(lines) == 3 and lines[0].startswith("search epoch 1/3: 112 ops alive, ") and "min left" in lines[0]
+    assert lines[-1].startswith("search epoch 3/3: 108 ops alive")  # 0->2 cut to 4 ops at the third check
