@@ -53,7 +53,8 @@ def _progress_line(engine: Engine, entry: Mapping[str, Any], prune: bool) -> str
         + (f"loss {float(loss):.4f}, " if loss is not None else "")
         + f"{entry['wall_clock_s']:.0f} s"
         + (" (warm-up)" if entry["warmup"] else "")
-        + (f", at most {left / 60:.1f} min left at this pace" if left > 0 else "")
+        # after the warm-up, pruning only makes epochs cheaper; during it, the arch steps are still to come
+        + (f", {'at least' if entry['warmup'] else 'at most'} {left / 60:.1f} min left at this pace" if left > 0 else "")
         + ("" if prune else " (full search)")
     )
 
