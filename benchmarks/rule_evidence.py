@@ -70,7 +70,7 @@ def main() -> None:
                  f"* edge checks with a divergence: {ev['edge_checks_judged']}; above the threshold in force "
                  f"{ev['edge_checks_above_threshold']}, below {ev['edge_checks_below_threshold']}; d / threshold "
                  f"quartiles {', '.join(f'{q:.3g}' for q in ev['d_over_threshold_quartiles'] or [])}",
-                 f"* what ended each edge check: " + ", ".join(f"{k} {v}" for k, v in s.items() if k != "jsd_only"),
+                 "* what ended each edge check: " + ", ".join(f"{k} {v}" for k, v in s.items() if k != "jsd_only"),
                  f"* edge checks that waited because of the JSD condition alone: {s.get('jsd_only', 0)} "
                  f"(nodes: {ev['statuses']['node'].get('jsd_only', 0)})",
                  f"* cuts: {ev['cuts']} ({ev['cuts_by_kind']}); smallest lead / margin at a cut: "
