@@ -170,6 +170,7 @@ def run_demo(out: str | Path = "demo", patients: int = 20, seed: int = 0, thread
     t_start = time.perf_counter()
     raw = synthesize("acdc", out / "raw", patients=patients, seed=seed)
     paths = {
+        "bundle_root": str(bundle),
         "dataset_dir": str(raw),
         "cache_dir": str(out / "cache"),
         "ckpt_dir": str(out / "models"),
@@ -201,6 +202,7 @@ def run_demo(out: str | Path = "demo", patients: int = 20, seed: int = 0, thread
             net_id="network_def", filepath=str(out / "models" / "model.ts"), ckpt_file=str(out / "models" / "model.pt"),
             meta_file=str(configs / "metadata.json"), config_file=str(configs / "inference.json"), key_in_ckpt="model",
             use_trace=True, input_shape=[1, 1, size[0], size[1], 8], ckpt_dir=str(out / "models"),
+            bundle_root=str(bundle),
         )  # fmt: skip
     times["export"] = time.perf_counter() - t
     volume = sorted((raw / "training").glob("patient*/patient*_frame01.nii.gz"))[0]

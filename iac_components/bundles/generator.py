@@ -38,7 +38,7 @@ def _readme(spec: BundleSpec) -> str:
     channels = len(s.channel_names) or 1
     classes = ", ".join(s.class_names) if s.class_names else "from your dataset.json"
     synth = "acdc" if spec.dataset.key in ("acdc", "custom") else spec.dataset.adapter
-    run = f"python -m monai.bundle run --config_file {b}/configs"
+    run = "python -m monai.bundle run --config_file configs"
     dataset_option = " --dataset msd" if spec.dataset.key == "custom" else ""
     return _resource("README.md.in").format(
         name=name,

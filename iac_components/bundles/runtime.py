@@ -20,7 +20,6 @@ from iac_components.utils import as_bool
 __all__ = [
     "BundleData",
     "CellContributionHandler",
-    "DATA_SOURCES",
     "as_bool",
     "evaluate_models",
     "fixed_network",
@@ -29,23 +28,23 @@ __all__ = [
     "search_network",
 ]
 
-#: Where each dataset comes from, for the message shown when it is missing.
-DATA_SOURCES: dict[str, str] = {
-    "acdc": "ACDC: https://www.creatis.insa-lyon.fr/Challenge/acdc/ (the 'database' folder with training/ and testing/)",
-    "brats": "BraTS 2021 / 2023: https://www.synapse.org/brats (one folder per case)",
-    "kits23": "KiTS23: https://github.com/neheller/kits23 (dataset/case_NNNNN/)",
-    "amos": "AMOS22: https://amos22.grand-challenge.org/ (imagesTr/, labelsTr/, dataset.json)",
-    "msd": "your data in the Medical Segmentation Decathlon layout (dataset.json with a 'training' list)",
-    "nnunet": "your data in the nnU-Net v2 raw layout (DatasetNNN_Name/ with imagesTr/, labelsTr/, dataset.json)",
-}
-
-
 def _fail(message: str) -> SystemExit:
     return SystemExit(f"error: {message}")
 
 
 class BundleData:
     """The data of a bundle run: prepares the slice cache on first use (idempotent) and the patient-level splits.
+
+    The data come from the dataset's official layout (``dataset_dir``) or from a datalist of 3-D files
+    (``datalist``: ``train#dataset#data``, ``val_datalist``: ``validate#dataset#data``, as MONAI Label and
+    model-zoo users pass them; see :mod:`iac_components.data.datalist`). A datalist is prepared into
+    ``<cache_dir>/datalist`` with the dataset's conventions and split by
+    :func:`~iac_components.data.splits.datalist_splits`; it needs no ``dataset_dir`` (``custom_iac`` reads its
+    classes from the ``dataset.json`` there when one is given).
+
+    Geometry (``spacing``, ``spatial_size``) left as None: what the existing cache was prepared at (so every
+    workflow after the baseline's runs at the baseline's geometry), else the dataset's default
+    (:data:`~iac_components.data.settings.DEFAULT_SETTINGS`, the one place the defaults live).
 
     Args:
         dataset: dataset adapter name (``acdc``, ``brats``, ``kits23``, ``amos``, ``msd``, ``nnunet``, ...).
@@ -54,6 +53,8 @@ class BundleData:
         bundle_root: the bundle folder (for the hint of the message when the data is missing).
         split_seed: seed of the patient-level folds.
         official_split: ACDC's official 100/50 training/testing split.
+        datalist: training entries ``[{"image", "label"}, ...]`` (or a JSON file of them); None: ``dataset_dir``.
+        val_datalist: validation entries; None: drawn from ``datalist``.
         settings: preprocessing overrides (``spacing``, ``spatial_size``, ...); None values are left to defaults.
     """
 
@@ -66,22 +67,52 @@ class BundleData:
         split_seed: int = 0,
         official_split: bool | str = False,
         num_workers: int | None = None,
+        datalist: Any = None,
+        val_datalist: Any = None,
         **settings: Any,
     ) -> None:
         from iac_components.data import DatasetError, make_splits, prepare_dataset
+        from iac_components.data.datalist import DatalistAdapter, read_datalist
+        from iac_components.data.splits import datalist_splits
 
         self.dataset = dataset
-        if not os.path.isdir(dataset_dir):
-            source = DATA_SOURCES.get(dataset, DATA_SOURCES.get(dataset.rstrip("0123456789"), dataset))
+        use_datalist = datalist is not None and datalist != []
+        if not use_datalist and not os.path.isdir(dataset_dir):
+            from iac_components.data.base import adapter_class
+
+            try:
+                source = adapter_class(dataset).source or dataset
+            except DatasetError:
+                source = dataset
             synth = "acdc" if dataset not in ("msd", "nnunet") else dataset
             raise _fail(
                 f"no dataset at {dataset_dir} (--dataset_dir). Get {source}; or try synthetic data: "
-                f"iac synth {synth} /tmp/{synth}_synth && add --dataset_dir /tmp/{synth}_synth"
+                f"iac synth {synth} /tmp/{synth}_synth && add --dataset_dir /tmp/{synth}_synth; or pass a datalist "
+                "of 3-D files: --train#dataset#data \"[{'image': ..., 'label': ...}, ...]\""
             )
+        if use_datalist:
+            cache_dir = os.path.join(str(cache_dir), "datalist")
         overrides = {k: v for k, v in settings.items() if v is not None}
+        overrides.update({k: v for k, v in _cached_geometry(cache_dir).items() if settings.get(k) is None})
         try:
-            manifest_path = prepare_dataset(dataset, dataset_dir, cache_dir, num_workers=num_workers, **overrides)
-            self.splits = make_splits(manifest_path, seed=int(split_seed), official=as_bool(official_split))
+            if use_datalist:
+                like: Any = dataset
+                if dataset in ("msd", "nnunet"):  # classes and channels from the user's dataset.json
+                    from iac_components.data import get_adapter
+
+                    if not os.path.isdir(dataset_dir):
+                        raise DatasetError(f"a {dataset} datalist needs its dataset.json: pass --dataset_dir with it")
+                    like = get_adapter(dataset, dataset_dir)
+                entries = [{**e, "subset": "training"} for e in read_datalist(datalist)]
+                entries += [{**e, "subset": "validation"} for e in read_datalist(val_datalist or [])]
+                adapter = DatalistAdapter(entries, like=like)
+                manifest_path = prepare_dataset(
+                    dataset, None, cache_dir, num_workers=num_workers, adapter=adapter, **overrides
+                )
+                self.splits = datalist_splits(manifest_path, seed=int(split_seed))
+            else:
+                manifest_path = prepare_dataset(dataset, dataset_dir, cache_dir, num_workers=num_workers, **overrides)
+                self.splits = make_splits(manifest_path, seed=int(split_seed), official=as_bool(official_split))
         except (DatasetError, FileNotFoundError, ValueError, TypeError) as e:
             raise _fail(str(e).splitlines()[0]) from e
         from iac_components.data import load_manifest
@@ -108,6 +139,18 @@ class BundleData:
     @property
     def spacing(self) -> list[float]:
         return list(self.manifest["settings"]["spacing"])
+
+
+def _cached_geometry(cache_dir: str) -> dict[str, list]:
+    """``spacing`` and ``spatial_size`` of the cache in ``cache_dir`` (empty when there is none)."""
+    import json
+
+    path = Path(cache_dir) / "manifest.json"
+    try:
+        s = json.loads(path.read_text())["settings"]
+        return {k: list(s[k]) for k in ("spacing", "spatial_size") if s.get(k)}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 def _build_backbone(backbone: nn.Module | Mapping[str, Any]) -> nn.Module:

@@ -19,9 +19,7 @@ class DatasetRow:
         key: bundle-name prefix (``acdc`` -> ``acdc_iac``).
         adapter: dataset adapter name (``iac_components.data``).
         title: human name.
-        modality: for metadata (``MR``, ``CT``).
         default_dir: default ``dataset_dir`` (the zoo's ``/workspace/data/...`` convention).
-        source: where to download it.
         license: the data's terms, for ``docs/README.md``.
         batch_size: slices per batch on one GPU.
         epochs: default epochs of ``train``, ``search`` (the paper's 200-epoch budget), ``retrain``.
@@ -34,9 +32,7 @@ class DatasetRow:
     key: str
     adapter: str
     title: str
-    modality: str
     default_dir: str
-    source: str
     license: str
     batch_size: int = 16
     epochs: dict[str, int] = field(default_factory=lambda: {"train": 100, "search": 200, "retrain": 100})
@@ -44,6 +40,22 @@ class DatasetRow:
     augment: bool = True
     window_slices: int = 16
     image_description: str = ""
+
+    @property
+    def source(self) -> str:
+        """Where to get the data, in which layout: the adapter's (the one place it is written)."""
+        from iac_components.data.base import adapter_class
+
+        if self.key == "custom":
+            return f"{adapter_class('nnunet').source}; or {adapter_class('msd').source} with --dataset msd"
+        return adapter_class(self.adapter).source
+
+    @property
+    def modality(self) -> str:
+        """``MR`` or ``CT`` for the metadata, from the adapter (AMOS, CT and MRI: ``CT``, its first task)."""
+        from iac_components.data.base import adapter_class
+
+        return {"MRI": "MR", "CT": "CT", "mixed": "CT"}[adapter_class(self.adapter).modality]
 
 
 @dataclass(frozen=True)
@@ -67,36 +79,34 @@ class BackboneRow:
 
 DATASET_ROWS: dict[str, DatasetRow] = {
     "acdc": DatasetRow(
-        key="acdc", adapter="acdc", title="ACDC cine-MRI (RV, myocardium, LV)", modality="MR",
+        key="acdc", adapter="acdc", title="ACDC cine-MRI (RV, myocardium, LV)",
         default_dir="/workspace/data/ACDC/database",
-        source="https://www.creatis.insa-lyon.fr/Challenge/acdc/",
         license="ACDC data: free for research after registration; cite Bernard et al., IEEE TMI 2018.",
         image_description="short-axis cine-MRI frame (ED or ES), z-scored over the image's non-zero voxels",
     ),
     "brats": DatasetRow(
-        key="brats", adapter="brats", title="BraTS 2021/2023 glioma MRI (NCR, ED, ET)", modality="MR",
-        default_dir="/workspace/data/BraTS2021", source="https://www.synapse.org/brats",
+        key="brats", adapter="brats", title="BraTS 2021/2023 glioma MRI (NCR, ED, ET)",
+        default_dir="/workspace/data/BraTS2021",
         license="BraTS data: CC BY 4.0 / challenge terms; cite Baid et al. 2021 and Menze et al. 2015.",
         image_description="4 MRI sequences (t1, t1ce, t2, flair), each z-scored over the brain (non-zero voxels)",
     ),
     "kits": DatasetRow(
-        key="kits", adapter="kits23", title="KiTS23 kidney CT (kidney, tumour, cyst)", modality="CT",
-        default_dir="/workspace/data/kits23/dataset", source="https://github.com/neheller/kits23",
+        key="kits", adapter="kits23", title="KiTS23 kidney CT (kidney, tumour, cyst)",
+        default_dir="/workspace/data/kits23/dataset",
         license="KiTS23 data: CC BY-NC-SA 4.0; cite Heller et al.",
         batch_size=8, window_slices=8,
         image_description="abdominal CT, HU clipped to [-79, 304] and scaled to [0, 1]",
     ),
     "amos": DatasetRow(
-        key="amos", adapter="amos", title="AMOS22 abdominal CT/MRI (15 organs)", modality="CT",
-        default_dir="/workspace/data/amos22", source="https://amos22.grand-challenge.org/",
+        key="amos", adapter="amos", title="AMOS22 abdominal CT/MRI (15 organs)",
+        default_dir="/workspace/data/amos22",
         license="AMOS22 data: CC BY 4.0; cite Ji et al., NeurIPS 2022.",
         batch_size=8, window_slices=8,
         image_description="abdominal CT (HU clipped to [-175, 250], scaled) or MRI (z-scored)",
     ),
     "custom": DatasetRow(
-        key="custom", adapter="nnunet", title="your dataset (nnU-Net v2 raw or MSD layout)", modality="unknown",
+        key="custom", adapter="nnunet", title="your dataset (nnU-Net v2 raw or MSD layout)",
         default_dir="/workspace/data/nnUNet_raw/Dataset001_Custom",
-        source="your own data, in the nnU-Net v2 raw layout or the MSD layout (--dataset msd)",
         license="as your data's.",
         image_description="channels and classes read from the dataset's dataset.json",
     ),

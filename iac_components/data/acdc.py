@@ -75,6 +75,7 @@ class ACDCAdapter(DatasetAdapter):
     """
 
     name = "acdc"
+    source = "ACDC: https://www.creatis.insa-lyon.fr/Challenge/acdc/ (the 'database' folder with training/ and testing/)"
     modality = "MRI"
     channel_names = DEFAULT_SETTINGS["acdc"].channel_names
     class_names = DEFAULT_SETTINGS["acdc"].class_names

@@ -49,6 +49,8 @@ class AMOSAdapter(MSDAdapter):
     """
 
     name = "amos"
+    source = 'AMOS22: https://amos22.grand-challenge.org/ (imagesTr/, labelsTr/, dataset.json)'
+    modality = "mixed"
 
     def __init__(
         self, root: str | os.PathLike, require_labels: bool = True, modalities: Sequence[str] = ("CT", "MRI")

@@ -95,6 +95,8 @@ class DatasetAdapter:
     """
 
     name: str = ""
+    #: where the dataset comes from and in which layout, for the message shown when it is missing
+    source: str = ""
     channel_names: tuple[str, ...] = ()
     class_names: tuple[str, ...] = ()
     label_values: tuple[int, ...] = ()
@@ -200,6 +202,13 @@ def check_dataset_name(name: str) -> str:
     if key not in _REGISTRY:
         raise DatasetError(f"unknown dataset {name!r}; valid names: {', '.join(DATASET_NAMES)}")
     return key
+
+
+def adapter_class(name: str) -> type[DatasetAdapter]:
+    """The adapter class registered as ``name`` (its class attributes are the dataset's facts: ``source``,
+    ``modality``, ...), without reading any data."""
+    module, cls, _ = _REGISTRY[check_dataset_name(name)]
+    return getattr(importlib.import_module(module), cls)
 
 
 def get_adapter(name: str, root: str | os.PathLike, **kwargs: Any) -> DatasetAdapter:

@@ -43,6 +43,7 @@ class BraTSAdapter(DatasetAdapter):
     """
 
     modality = "MRI"
+    source = 'BraTS 2021 / 2023: https://www.synapse.org/brats (one folder per case)'
 
     def __init__(self, root: str | os.PathLike, require_labels: bool = True, version: int | str = "auto") -> None:
         super().__init__(root, require_labels)

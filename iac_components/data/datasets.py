@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,9 +36,29 @@ def select_cases(
     fold: str | None = None,
     splits: dict[str, Any] | str | os.PathLike | None = None,
     case_ids: Sequence[str] | None = None,
+    data: Sequence[dict[str, Any]] | str | os.PathLike | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(manifest, case entries) for a fold of ``splits`` (default: ``splits.json`` in the cache dir), an
-    explicit list of case ids, or all cases."""
+    explicit list of case ids, or all cases; ``data`` (a datalist of 3-D files) further keeps only the cases
+    prepared from those files."""
+    m, cases = _select(manifest, fold, splits, case_ids)
+    if data is None:
+        return m, cases
+    from iac_components.data.datalist import read_datalist
+
+    def key(image: Any) -> str:
+        return str(Path(image[0] if isinstance(image, (list, tuple)) else image).expanduser().resolve())
+
+    wanted = {key(d["image"]) for d in read_datalist(data) if isinstance(d, dict) and d.get("image")}
+    cached = {key(c["source"]["image"]) for c in m["cases"]}
+    missing = sorted(wanted - cached)
+    if missing:
+        raise DatasetError(f"{missing[0]} is in the datalist but not in the cache {m.get('cache_dir')}: prepare it "
+                           "with the same datalist (iac_components.bundles.runtime.BundleData does)")
+    return m, [c for c in cases if key(c["source"]["image"]) in wanted]
+
+
+def _select(manifest, fold, splits, case_ids) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     m = load_manifest(manifest)
     if case_ids is not None:
         by_id = {c["case_id"]: c for c in m["cases"]}
@@ -83,6 +104,8 @@ class SliceDataset(torch.utils.data.Dataset):
         transform: extra callable (or MONAI config list) applied to each item after the augmentation.
         empty_fraction: fraction of empty (no-foreground) slices kept, chosen once with ``seed``; 1 keeps all.
         seed: seed of the empty-slice selection and of the random transforms.
+        data: a datalist of 3-D ``{"image", "label"}`` files (MONAI's ``train#dataset#data``): only the cases
+            prepared from them, within the fold (the bundle prepares the cache from the same list).
         track_meta: keep MONAI's MetaTensor tracking on during the augmentation. Off by default: 2-D
             training slices need no inverse, and tracking triples the cost of the random transforms. It is
             switched off only around the augmentation call (MONAI's flag is global; workers are processes).
@@ -99,12 +122,16 @@ class SliceDataset(torch.utils.data.Dataset):
         empty_fraction: float = 1.0,
         seed: int = 0,
         track_meta: bool = False,
+        data: Sequence[dict[str, Any]] | str | None = None,
     ) -> None:
-        from iac_components.data.transforms import augmentation_config, instantiate_transforms
+        from iac_components.data.transforms import (
+            augmentation_config,
+            instantiate_transforms,
+        )
 
         self.track_meta = bool(track_meta)
 
-        self.manifest, self.cases = select_cases(manifest, fold, splits, case_ids)
+        self.manifest, self.cases = select_cases(manifest, fold, splits, case_ids, data)
         if not self.cases:
             raise DatasetError(f"no cases selected (fold={fold!r}) from {self.manifest.get('cache_dir')}")
         if not 0.0 <= float(empty_fraction) <= 1.0:
@@ -189,7 +216,8 @@ def make_slice_sampler(
 class VolumeDataset(torch.utils.data.Dataset):
     """Whole preprocessed volumes of some cases (for per-volume validation with ``SliceInferer``).
 
-    Args: as :class:`SliceDataset` (``manifest``, ``fold``, ``splits``, ``case_ids``).
+    Args: as :class:`SliceDataset` (``manifest``, ``fold``, ``splits``, ``case_ids``, ``data``: MONAI's
+    ``validate#dataset#data``).
     """
 
     def __init__(
@@ -198,8 +226,9 @@ class VolumeDataset(torch.utils.data.Dataset):
         fold: str | None = None,
         splits: dict[str, Any] | str | os.PathLike | None = None,
         case_ids: Sequence[str] | None = None,
+        data: Sequence[dict[str, Any]] | str | None = None,
     ) -> None:
-        self.manifest, self.cases = select_cases(manifest, fold, splits, case_ids)
+        self.manifest, self.cases = select_cases(manifest, fold, splits, case_ids, data)
         if not self.cases:
             raise DatasetError(f"no cases selected (fold={fold!r}) from {self.manifest.get('cache_dir')}")
         self.arrays = _CachedArrays(self.manifest["cache_dir"])

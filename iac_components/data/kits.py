@@ -41,6 +41,7 @@ class KiTSAdapter(DatasetAdapter):
     """
 
     modality = "CT"
+    source = 'KiTS23: https://github.com/neheller/kits23 (dataset/case_NNNNN/)'
 
     def __init__(self, root: str | os.PathLike, require_labels: bool = True, version: int = 23) -> None:
         super().__init__(root, require_labels)

@@ -85,6 +85,7 @@ class MSDAdapter(DatasetAdapter):
     """
 
     name = "msd"
+    source = "your data in the Medical Segmentation Decathlon layout (dataset.json with a 'training' list)"
 
     def __init__(
         self,

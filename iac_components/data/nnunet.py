@@ -43,6 +43,7 @@ class NNUNetAdapter(DatasetAdapter):
     """
 
     name = "nnunet"
+    source = 'your data in the nnU-Net v2 raw layout (DatasetNNN_Name/ with imagesTr/, labelsTr/, dataset.json)'
 
     def __init__(self, root: str | os.PathLike, require_labels: bool = True, dataset_id: int | None = None) -> None:
         super().__init__(root, require_labels)

@@ -118,7 +118,9 @@ def _ras_inplane(affine: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray
     return sp, ext
 
 
-def resolve_settings(adapter: DatasetAdapter, cases: list[Case], **overrides: Any) -> DatasetSettings:
+def resolve_settings(
+    adapter: DatasetAdapter, cases: list[Case], settings_name: str | None = None, **overrides: Any
+) -> DatasetSettings:
     """The dataset's settings with ``overrides``, class/channel names from the adapter, auto values resolved.
 
     ``spacing=None`` becomes the median in-plane spacing over the cases' headers (after reorientation);
@@ -126,7 +128,7 @@ def resolve_settings(adapter: DatasetAdapter, cases: list[Case], **overrides: An
     """
     import nibabel as nib
 
-    s = get_settings(adapter.name, **overrides)
+    s = get_settings(settings_name or adapter.name, **overrides)
     s = s._with(
         class_names=adapter.class_names,
         label_values=adapter.label_values,
@@ -298,6 +300,7 @@ def prepare_dataset(
     force: bool = False,
     adapter_kwargs: dict[str, Any] | None = None,
     torch_threads: int | None = 1,
+    adapter: DatasetAdapter | None = None,
     **overrides: Any,
 ) -> Path:
     """Preprocess every case of a raw dataset into the slice cache; idempotent.
@@ -316,6 +319,8 @@ def prepare_dataset(
         adapter_kwargs: options for the adapter (e.g. ``{"subsets": ["training"]}``).
         torch_threads: torch intra-op threads while preparing (restored after); cases already run in
             parallel, and on small volumes extra threads cost more than they give. ``None`` leaves it.
+        adapter: the cases to prepare, instead of the registered adapter of ``dataset`` over ``raw_dir`` (a
+            :class:`~iac_components.data.datalist.DatalistAdapter`); ``dataset`` then names the settings.
         overrides: further settings (``ct_window``, ``image_dtype``, ``hd95_max``, ...; see
             :class:`~iac_components.data.settings.DatasetSettings`).
 
@@ -329,7 +334,8 @@ def prepare_dataset(
     t0 = time.perf_counter()
     name = check_dataset_name(dataset)
     cache = Path(cache_dir).expanduser().resolve()
-    adapter = get_adapter(name, raw_dir, **(adapter_kwargs or {}))
+    if adapter is None:
+        adapter = get_adapter(name, raw_dir, **(adapter_kwargs or {}))
     cases = [c for c in adapter.cases() if c.label is not None]  # e.g. KiTS19's unlabelled official test cases
     skipped = len(adapter.cases()) - len(cases)
     if skipped:
@@ -340,7 +346,7 @@ def prepare_dataset(
         overrides["spatial_size"] = spatial_size
     if spacing is not None:
         overrides["spacing"] = spacing
-    settings = resolve_settings(adapter, cases, **overrides)
+    settings = resolve_settings(adapter, cases, settings_name=name, **overrides)
     modalities = sorted({c.modality for c in cases})
     transforms = {
         m: {"image_label": preprocessing_config(settings, m), "image": preprocessing_config(settings, m, label_key=None)}

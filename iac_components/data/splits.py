@@ -34,7 +34,7 @@ from typing import Any
 from iac_components.data.base import Case, DatasetError
 from iac_components.utils import write_json_atomic
 
-__all__ = ["make_splits", "load_splits", "fold_cases", "DEFAULT_FRACTIONS", "FOLDS", "SPLITS_NAME"]
+__all__ = ["make_splits", "datalist_splits", "load_splits", "fold_cases", "DEFAULT_FRACTIONS", "FOLDS", "SPLITS_NAME"]
 
 FOLDS = ("search_train", "search_val", "validation", "test")
 DEFAULT_FRACTIONS: dict[str, float] = {"search_train": 0.35, "search_val": 0.35, "validation": 0.1, "test": 0.2}
@@ -160,6 +160,52 @@ def make_splits(
     }
     target = Path(out_path) if out_path is not None else (cache_dir / SPLITS_NAME if cache_dir else None)
     if save and target is not None:
+        write_json_atomic(target, out)
+    return out
+
+
+def datalist_splits(
+    manifest: Any,
+    seed: int = 0,
+    fractions: Mapping[str, float] | None = None,
+    out_path: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """The folds of a cache prepared from a datalist (:class:`~iac_components.data.datalist.DatalistAdapter`).
+
+    Patients of ``subset="validation"`` entries (``validate#dataset#data``) are ``validation``; the others
+    (``train#dataset#data``) are ``train``, split into ``search_train`` / ``search_val`` by their fractions. With
+    no validation entries, ``validation`` is drawn from the training patients by its fraction. ``test`` is empty:
+    a datalist names the data to train on; evaluation takes its own.
+    """
+    dataset, patients, subsets, cache_dir = _patients_of(manifest)
+    fr = {**DEFAULT_FRACTIONS, **{k: float(v) for k, v in (fractions or {}).items()}}
+    val = sorted(p for p in patients if subsets[p] == "validation")
+    rest = [p for p in patients if subsets[p] != "validation"]
+    rng = random.Random(int(seed))
+    rng.shuffle(rest)
+    names = ["search_train", "search_val"] + ([] if val else ["validation"])
+    what = f"the training datalist ({dataset})" if dataset else "the training datalist"
+    counts = _counts(len(rest), [fr[f] for f in names], what)
+    folds: dict[str, list[str]] = {"validation": val}
+    start = 0
+    for f, n in zip(names, counts):
+        folds[f] = sorted(rest[start : start + n])
+        start += n
+    folds["test"] = []
+    folds["train"] = sorted(folds["search_train"] + folds["search_val"])
+    order = [*FOLDS, "train"]
+    out = {
+        "format_version": 1,
+        "dataset": dataset,
+        "seed": int(seed),
+        "official": False,
+        "datalist": True,
+        "fractions": {f: fr[f] for f in FOLDS},
+        "patients": {f: folds[f] for f in order},
+        "cases": {f: sorted(c for p in folds[f] for c in patients[p]) for f in order},
+    }
+    target = Path(out_path) if out_path is not None else (cache_dir / SPLITS_NAME if cache_dir else None)
+    if target is not None:
         write_json_atomic(target, out)
     return out
 

@@ -47,6 +47,7 @@ PROGRESS = logging.getLogger("iac_components.progress")
 def _progress_line(engine: Engine, entry: Mapping[str, Any], prune: bool) -> str:
     output = getattr(engine.state, "output", None)
     loss = output.get("loss") if isinstance(output, dict) else None
+    loss = loss.detach() if hasattr(loss, "detach") else loss
     left = (engine.state.max_epochs - entry["epoch"]) * entry["wall_clock_s"]
     return (
         f"search epoch {entry['epoch']}/{engine.state.max_epochs}: {entry['ops_alive']} ops alive, "

@@ -64,11 +64,14 @@ def check_ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
 
 def run_workflow(config_file: Path | str | list[str], run_id: str = "run", **override: Any) -> ConfigWorkflow:
     """Run a workflow in-process as ``monai.bundle run`` does (initialize, run, finalize); returns the workflow so
-    that a test can read its components (``wf.parser.get_parsed_content("train#trainer").state``)."""
+    that a test can read its components (``wf.parser.get_parsed_content("train#trainer").state``).
+
+    ``bundle_root`` defaults to the bundle of the (first) config file, as a user passes ``--bundle_root``."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # also in session fixtures, which run before the per-test single-thread fixture
     try:
         files = [str(f) for f in config_file] if isinstance(config_file, list) else str(config_file)
+        override.setdefault("bundle_root", str(bundle_of(files[0] if isinstance(files, list) else files)))
         wf = ConfigWorkflow(config_file=files, workflow_type=None, logging_file=False, run_id=run_id, **override)
         wf.initialize()
         wf.run()
@@ -76,6 +79,11 @@ def run_workflow(config_file: Path | str | list[str], run_id: str = "run", **ove
     finally:
         torch.set_num_threads(threads)
     return wf
+
+
+def bundle_of(config_file: Path | str) -> Path:
+    """The bundle folder of a config file (the folder above ``configs/``)."""
+    return Path(config_file).resolve().parent.parent
 
 
 def copy_bundle(name: str, dst_parent: Path) -> Path:

@@ -50,12 +50,12 @@ class Pipeline:
 @pytest.fixture(scope="session")
 def acdc_trained(tmp_path_factory, acdc_raw) -> Pipeline:
     """``acdc_iac`` copied to a temporary folder and its baseline trained for one epoch, typed from the folder
-    above the bundle (``--config_file acdc_iac/configs/train.json``) with no path overrides but the dataset's:
-    ``bundle_root`` comes from the config file's location, so the cache and ``models/`` land in the copy."""
+    above the bundle (``--config_file acdc_iac/configs/train.json --bundle_root acdc_iac``) with no path overrides
+    but the dataset's: the cache and ``models/`` land in the copy."""
     parent = tmp_path_factory.mktemp("acdc_bundle")
     root = copy_bundle("acdc_iac", parent)
     proc = monai_bundle(
-        "run", "--config_file", "acdc_iac/configs/train.json", "--dataset_dir", acdc_raw, *SMALL_ARGS, "--epochs", "1",
+        "run", "--config_file", "acdc_iac/configs/train.json", "--bundle_root", "acdc_iac", "--dataset_dir", acdc_raw, *SMALL_ARGS, "--epochs", "1",
         cwd=parent,
     )  # fmt: skip
     return Pipeline(root, acdc_raw, {"train": check_ok(proc)})

@@ -46,7 +46,8 @@ def ts_only_bundle(acdc_retrained, tmp_path_factory):
     (root / "models").mkdir()
     ckpt_export(
         "network_def", filepath=str(root / "models" / "model.ts"), ckpt_file=str(acdc_retrained.root / "models" / "model.pt"),
-        config_file=str(acdc_retrained.root / "configs" / "inference.json"), key_in_ckpt="model", use_trace=True,
+        config_file=str(acdc_retrained.root / "configs" / "inference.json"), bundle_root=str(acdc_retrained.root),
+        key_in_ckpt="model", use_trace=True,
         input_shape=[1, 1, 48, 48, 4], converter_kwargs={"check_trace": False},
     )  # fmt: skip
     assert sorted(p.name for p in (root / "models").iterdir()) == ["model.ts"]
@@ -62,7 +63,8 @@ def test_blocker_blocks(tmp_path):
 def test_torchscript_inference_without_iac_components(ts_only_bundle, acdc_retrained, tmp_path):
     src = acdc_retrained.raw / "testing" / "patient102" / "patient102_frame01.nii.gz"
     proc = _blocked(
-        RUN_MONAI_BUNDLE, "run", "--config_file", str(ts_only_bundle / "configs" / "inference.json"), "--input", str(src),
+        RUN_MONAI_BUNDLE, "run", "--config_file", str(ts_only_bundle / "configs" / "inference.json"), "--bundle_root",
+        str(ts_only_bundle), "--input", str(src),
         "--output_dir", str(tmp_path / "ts"), "--spacing", "[2.0, 2.0]", "--spatial_size", "[48, 48]", "--device", "cpu",
         cwd=tmp_path,
     )  # fmt: skip

@@ -61,7 +61,7 @@ def test_search_default_run_id_writes_genotype_and_history(acdc_trained, tmp_pat
         root / "configs" / "search.json", dataset_dir=str(acdc_trained.raw), cache_dir=str(acdc_trained.root / "cache"),
         **SMALL, **SEARCH_EPOCHS,
     )  # fmt: skip
-    assert wf.parser.get_parsed_content("trainer").state.epoch == 2
+    assert wf.parser.get_parsed_content("train#trainer").state.epoch == 2
     (genotype,) = load_genotypes(root / "models" / "genotype.json", num_levels=1)
     assert genotype.n_nodes == 4
     history = json.loads((root / "eval" / "search_history.json").read_text())
@@ -173,7 +173,7 @@ def test_custom_nnunet_layout_workflows(custom_pipeline, tmp_path):
     manifest = json.loads((root / "cache" / "manifest.json").read_text())
     assert manifest["dataset"] == "nnunet" and manifest["channel_names"] == ["T2", "ADC"]
     assert runs["train"].parser.get_parsed_content("train#trainer").state.epoch == 1
-    assert runs["search"].parser.get_parsed_content("trainer").state.epoch == 2
+    assert runs["search"].parser.get_parsed_content("train#trainer").state.epoch == 2
     assert runs["retrain"].parser.get_parsed_content("train#trainer").state.epoch == 1
     for f in ("baseline.pt", "genotype.json", "model.pt"):
         assert (root / "models" / f).is_file()
@@ -235,16 +235,17 @@ def test_export_after_a_training_with_another_ckpt_dir(acdc_retrained, tmp_path)
     for f in ("model.pt", "genotype.json"):
         shutil.copy(acdc_retrained.root / "models" / f, elsewhere / f)
     root = copy_bundle("acdc_iac", tmp_path)  # a clean bundle: models/ holds nothing
-    common = ["--key_in_ckpt", "model", "--use_trace", "True", "--input_shape", "[1, 1, 48, 48, 4]",
-              "--meta_file", root / "configs" / "metadata.json", "--config_file", root / "configs" / "inference.json",
-              "--spacing", "[2.0, 2.0]", "--spatial_size", "[48, 48]"]
-    ok = monai_bundle("ckpt_export", "network_def", "--filepath", elsewhere / "model.ts", "--ckpt_file",
-                      elsewhere / "model.pt", "--ckpt_dir", elsewhere, *common, cwd=tmp_path)
+    # --meta_file follows from --bundle_root; the model goes beside its checkpoint, where inference with the same
+    # --ckpt_dir reads it (--filepath and --ckpt_file would name the bundle's own models/)
+    common = ["--bundle_root", root, "--config_file", root / "configs" / "inference.json", "--key_in_ckpt", "model",
+              "--use_trace", "True", "--input_shape", "[1, 1, 48, 48, 4]", "--spacing", "[2.0, 2.0]",
+              "--spatial_size", "[48, 48]", "--ckpt_file", elsewhere / "model.pt", "--filepath", elsewhere / "model.ts"]
+    ok = monai_bundle("ckpt_export", "network_def", "--ckpt_dir", elsewhere, *common, cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert (elsewhere / "model.ts").stat().st_size > 0
     # without --ckpt_dir the genotype is looked for in the bundle's models/: one line that says so, no TypeError
-    bad = monai_bundle("ckpt_export", "network_def", "--filepath", tmp_path / "x.ts", "--ckpt_file",
-                       elsewhere / "model.pt", *common, cwd=tmp_path)
+    (elsewhere / "model.ts").unlink()
+    bad = monai_bundle("ckpt_export", "network_def", *common, cwd=tmp_path)
     assert bad.returncode != 0 and "NoneType" not in bad.stderr
     last = bad.stderr.strip().splitlines()[-1]
     assert last.startswith("error: no genotype at") and "--ckpt_dir" in last
@@ -254,9 +255,36 @@ def test_verify_net_in_out_on_an_unsearched_bundle_says_what_to_run(tmp_path):
     from bundle_utils import monai_bundle
 
     root = copy_bundle("acdc_iac", tmp_path)
-    proc = monai_bundle("verify_net_in_out", "network_def", "--meta_file", root / "configs" / "metadata.json",
-                        "--config_file", root / "configs" / "inference.json", cwd=tmp_path)
+    proc = monai_bundle("verify_net_in_out", "network_def", "--bundle_root", root, "--meta_file",
+                        root / "configs" / "metadata.json", "--config_file", root / "configs" / "inference.json",
+                        cwd=tmp_path)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last == (f"error: no genotype at {root / 'models' / 'genotype.json'}; run the search first "
                     "(configs/search.json), or pass --ckpt_dir where the search wrote genotype.json")
+
+
+def test_one_source_for_the_cell_and_the_geometry(acdc_raw, tmp_path):
+    """The baseline at a non-default geometry, a search at a non-default cell width; then retrain, evaluate, export
+    and inference with neither given: the width comes from genotype.json, the geometry from the cache."""
+    from monai.bundle import ckpt_export
+
+    root = copy_bundle("acdc_iac", tmp_path)
+    small = {k: v for k, v in SMALL.items() if k not in ("spacing", "spatial_size")}
+    run_workflow(root / "configs" / "train.json", dataset_dir=str(acdc_raw), epochs=1, **SMALL)
+    run_workflow(root / "configs" / "search.json", dataset_dir=str(acdc_raw), cell_channels=16, **small, **SEARCH_EPOCHS)
+    from iac_components.genotype import genotype_cell_config
+
+    assert genotype_cell_config(root / "models" / "genotype.json")["cell_channels"] == 16
+    wf = run_workflow(root / "configs" / "retrain.json", dataset_dir=str(acdc_raw), epochs=1, **small)
+    assert wf.parser.get_parsed_content("data").spacing == [2.0, 2.0]  # the baseline's, not the default 1.5 mm
+    run_workflow(root / "configs" / "evaluate.json", dataset_dir=str(acdc_raw), **small)
+    assert (root / "eval" / "evaluation" / "evaluation.json").is_file()
+    ckpt_export("network_def", bundle_root=str(root), config_file=str(root / "configs" / "inference.json"),
+                key_in_ckpt="model", use_trace=True, input_shape=[1, 1, 48, 48, 4],
+                converter_kwargs={"check_trace": False})  # fmt: skip
+    src = acdc_raw / "testing" / "patient102" / "patient102_frame01.nii.gz"
+    wf = run_workflow(root / "configs" / "inference.json", input=str(src), output_dir=str(tmp_path / "out"),
+                      device="cpu", torchscript="true")  # fmt: skip
+    assert wf.parser.get_parsed_content("spacing") == [2.0, 2.0]
+    assert nib.load(tmp_path / "out" / src.name).shape == nib.load(src).shape

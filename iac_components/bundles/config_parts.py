@@ -1,0 +1,202 @@
+"""The pieces every workflow file of a bundle shares, written once: paths and devices, the data, the backbone, the
+loss, the slice loaders, patient-level validation, the imports, and the one-line hint of what to run first.
+
+The workflow files themselves are built in :mod:`.training_configs` (train, search, retrain, evaluate, the
+comparison baselines), :mod:`.inference_config` and :mod:`.metadata`; :mod:`.template` puts them together.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from iac_components.bundles.table import BundleSpec
+from iac_components.data.settings import get_settings
+
+__all__ = [
+    "BOOL", "BUNDLE_ROOT", "IMPORTS", "RUNTIME", "backbone_config", "data_config", "dataset_settings", "insert_after",
+    "loss_config", "paths_config", "run_first", "slice_loader_config", "validate_config",
+]  # fmt: skip
+
+# `bundle_root` is ".": the current directory, as in the model zoo's template. Every way MONAI resolves a config
+# (`monai.bundle run`, `ckpt_export`, `ConfigWorkflow` in a notebook, a plain `ConfigParser`) gives the same answer;
+# run from inside the bundle folder, or pass `--bundle_root <bundle>` (outputs go to <bundle_root>/models, /eval,
+# /cache). MONAI offers no supported way to find the bundle from `--config_file` alone.
+BUNDLE_ROOT = "."
+
+RUNTIME = "iac_components.bundles.runtime"
+
+BOOL = RUNTIME + ".as_bool"
+
+
+def dataset_settings(spec: BundleSpec):
+    return get_settings(spec.dataset.adapter)
+
+
+def run_first(workflow: str) -> str:
+    """The command that makes a workflow's input, for the one-line error when it is missing."""
+    return (f"$'python -m monai.bundle run --config_file <bundle>/configs/{workflow}.json --bundle_root ' + "
+            "os.path.abspath(@bundle_root)")
+
+
+def paths_config(spec: BundleSpec) -> dict[str, Any]:
+    return {
+        "bundle_root": BUNDLE_ROOT,
+        "dataset": spec.dataset.adapter,
+        "dataset_dir": spec.dataset.default_dir,
+        "cache_dir": "$@bundle_root + '/cache'",
+        "ckpt_dir": "$@bundle_root + '/models'",
+        "output_dir": "$@bundle_root + '/eval'",
+        "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
+        "amp": True,
+        "seed": 0,
+        # the folds follow their own seed, not `seed`: changing the training seed between workflows must not move
+        # patients between train and test (a search with --seed 1 over a baseline trained with --seed 0)
+        "split_seed": 0,
+        # None: the geometry the cache was prepared at (the baseline's), else the dataset's default
+        # (iac_components.data.settings); `--spacing` / `--spatial_size` given to train.json carry over
+        "spacing": None,
+        "spatial_size": None,
+        "num_workers": 4,
+    }
+
+
+def data_config(datalists: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The bundle's data; ``datalists`` names the sections whose ``#dataset#data`` (a datalist of 3-D files, as
+    MONAI Label passes it) replaces ``dataset_dir``: ``("train", "validate")`` or ``("train",)``."""
+    refs = {"datalist": "@train#dataset#data"} if "train" in datalists else {}
+    if "validate" in datalists:
+        refs["val_datalist"] = "@validate#dataset#data"
+    return {
+        "data": {
+            "_target_": f"{RUNTIME}.BundleData",
+            "dataset": "@dataset",
+            "dataset_dir": "@dataset_dir",
+            "cache_dir": "@cache_dir",
+            "bundle_root": "@bundle_root",
+            "split_seed": "@split_seed",
+            "spacing": "@spacing",
+            "spatial_size": "@spatial_size",
+            **refs,
+        },
+        "num_channels": "$@data.num_channels",
+        "num_classes": "$@data.num_classes",
+    }
+
+
+def backbone_config(spec: BundleSpec) -> dict[str, Any]:
+    kwargs = {
+        k: ("$@data.spatial_size" if v == "@spatial_size" else "$@data.spacing" if v == "@spacing" else v)
+        for k, v in spec.backbone.kwargs.items()
+    }
+    return {
+        "_target_": "iac_components.networks.build_backbone",
+        "name": spec.backbone.backbone,
+        "in_channels": "@num_channels",
+        "out_channels": "@num_classes",
+        **kwargs,
+    }
+
+
+def loss_config(spec: BundleSpec) -> dict[str, Any]:
+    dice_ce = {"_target_": "DiceCELoss", "to_onehot_y": True, "softmax": True, "squared_pred": True, "batch": True}
+    if spec.backbone.deep_supervision:
+        return {"_target_": "iac_components.networks.StackedDeepSupervisionLoss", "loss": dice_ce}
+    return dice_ce
+
+
+def slice_loader_config(
+    section: str, fold: str, augment: str | bool, data: str | None = None, name: str = "dataset"
+) -> dict[str, Any]:
+    """``<name>`` and its loader (``dataloader``, or ``arch_dataloader`` for ``arch_dataset``): the 2-D slices of
+    ``fold``; ``data`` (``#data``) is the datalist of 3-D files when one is given (None: the fold's cases)."""
+    loader = "dataloader" if name == "dataset" else name.replace("dataset", "dataloader")
+    return {
+        name: {
+            "_target_": "iac_components.data.SliceDataset",
+            "data": data,
+            "manifest": "$@data.manifest",
+            "splits": "$@data.splits",
+            "fold": fold,
+            "augment": augment,
+        },
+        loader: {
+            "_target_": "DataLoader",
+            "dataset": f"@{section}#{name}",
+            "batch_size": "@batch_size",
+            "shuffle": True,
+            "drop_last": True,
+            "num_workers": "@num_workers",
+            "generator": "$torch.Generator()",
+        },
+    }
+
+
+def validate_config(best_file: str) -> dict[str, Any]:
+    """Patient-level validation for checkpoint selection: whole preprocessed volumes, predicted slice-wise,
+    Dice per volume (empty classes by the BraTS convention), the best saved as ``best_file``."""
+    return {
+        "dataset": {
+            "_target_": "iac_components.data.VolumeDataset",
+            "data": None,
+            "manifest": "$@data.manifest",
+            "splits": "$@data.splits",
+            "fold": "validation",
+        },
+        "dataloader": {"_target_": "DataLoader", "dataset": "@validate#dataset", "batch_size": 1, "num_workers": 0},
+        "inferer": {"_target_": "SliceInferer", "roi_size": "$@data.spatial_size", "spatial_dim": 2, "sw_batch_size": "@batch_size"},
+        "postprocessing": {
+            "_target_": "Compose",
+            "transforms": [
+                {"_target_": "AsDiscreted", "keys": ["pred", "label"], "argmax": [True, False], "to_onehot": "@num_classes"}
+            ],
+        },
+        "handlers": [
+            {"_target_": "StatsHandler", "iteration_log": False},
+            {
+                "_target_": "CheckpointSaver",
+                "save_dir": "@ckpt_dir",
+                "save_dict": {"model": "@network"},
+                "save_key_metric": True,
+                "key_metric_filename": best_file,
+            },
+        ],
+        "key_metric": {
+            "val_mean_dice": {
+                "_target_": "IgniteMetricHandler",
+                "metric_fn": {"_target_": "DiceMetric", "include_background": False, "ignore_empty": False},
+                "output_transform": "$monai.handlers.from_engine(['pred', 'label'])",
+            }
+        },
+        "evaluator": {
+            "_target_": "SupervisedEvaluator",
+            "device": "@device",
+            "val_data_loader": "@validate#dataloader",
+            "network": "@network",
+            "inferer": "@validate#inferer",
+            "postprocessing": "@validate#postprocessing",
+            "key_val_metric": "@validate#key_metric",
+            "val_handlers": "@validate#handlers",
+            "decollate": True,
+        },
+    }
+
+
+# MONAI binds `import a.b` to the name "a.b": import the package too, so `iac_components.x.y` resolves
+IMPORTS = [
+    "$import glob",
+    "$import os",
+    "$import torch",
+    "$import monai",
+    "$import iac_components",
+    f"$import {RUNTIME}",
+    "$import iac_components.networks",
+]
+
+
+def insert_after(config: dict[str, Any], key: str, extra: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in config.items():
+        out[k] = v
+        if k == key:
+            out.update(extra)
+    return out

@@ -1,0 +1,172 @@
+"""``inference.json``: 3-D NIfTI in (a file or a folder), 3-D label map out in the input's grid.
+
+It holds only MONAI and torch targets outside ``network_def``, which it switches off (``_disabled_``) when it runs
+on ``models/model.ts``: the exported bundle then needs no ``iac_components``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from iac_components.bundles.config_parts import BUNDLE_ROOT, RUNTIME, dataset_settings, insert_after
+from iac_components.bundles.table import BundleSpec
+from iac_components.data.transforms import label_to_values_config, preprocessing_config
+
+__all__ = ["inference_config"]
+
+
+def inference_config(spec: BundleSpec) -> dict[str, Any]:
+    """3-D NIfTI in (a file or a folder), 3-D label map out in the input's grid; see the module docstring."""
+    s = dataset_settings(spec)
+    channels = len(s.channel_names) or 1
+    classes = len(s.class_names) or 2
+    custom = spec.dataset.key == "custom"
+    parsed = "$[monai.bundle.ConfigParser(t).get_parsed_content() for t in "
+    if custom:
+        # the user's dataset: channels, classes, label values and the chain prepare resolved (spacing, size,
+        # normalisation) are in the cache manifest
+        chain: Any = parsed + "@manifest['transforms'][@modality]['image']]"
+        to_values: list[dict[str, Any]] = [
+            {"_target_": "Compose", "transforms": parsed + "@manifest['postprocessing']]"}
+        ]
+    else:
+        # spacing and slice size are the keys below: the cache's (what the model was trained at) when there is
+        # one, else the dataset's defaults
+        chain = preprocessing_config(s, "CT" if spec.dataset.modality == "CT" else "MRI", label_key=None)
+        for step in chain:
+            if step["_target_"] == "Spacingd":
+                step["pixdim"] = "$[float(v) for v in @spacing] + [-1.0]"
+            elif "spatial_size" in step:
+                step["spatial_size"] = "$[int(v) for v in @spatial_size] + [-1]"
+        to_values = label_to_values_config(s) if list(s.label_values) != list(range(len(s.label_values))) else []
+    # nnU-Net's naming: CASE_0000.nii.gz, CASE_0001.nii.gz, ... are the channels of CASE
+    multi = (
+        "[{'image': [os.path.join(@input, c + '_%04d.nii.gz' % k) for k in range(@in_channels)]} for c in "
+        "sorted({os.path.basename(f)[:-12] for f in glob.glob(os.path.join(@input, '*_0000.nii.gz'))})] "
+        "if os.path.isdir(@input) else [{'image': @input}]"
+    )
+    single = (
+        "[{'image': f} for f in sorted(glob.glob(os.path.join(@input, '*.nii.gz')) + "
+        "glob.glob(os.path.join(@input, '*.nii')))] if os.path.isdir(@input) else [{'image': @input}]"
+    )
+    datalist = f"$({multi}) if @in_channels > 1 else ({single})" if custom else f"${multi if channels > 1 else single}"
+    # a case in nnU-Net's naming (CASE_0000.nii.gz, ...) is written as CASE.nii.gz
+    name_formatter = (
+        {"output_name_formatter": "$lambda meta, saver: {'subject': os.path.basename(str(meta['filename_or_obj']))"
+         ".replace('_0000.nii', '.nii'), 'idx': None}"}
+        if custom or channels > 1 else {}
+    )  # fmt: skip
+    # "@spatial_size" / "@spacing" refer to the keys below, as the network of train.json follows the data's
+    backbone_kwargs = dict(spec.backbone.kwargs)
+    config: dict[str, Any] = {
+        # no `__import__` in an expression with a reference: MONAI parses every expression that contains "import"
+        # as Python before resolving it, and `@x` is a syntax error there
+        "imports": ["$import glob", "$import json", "$import os", "$import torch", "$import monai"],
+        "bundle_root": BUNDLE_ROOT,
+        "ckpt_dir": "$@bundle_root + '/models'",
+        "cache_dir": "$@bundle_root + '/cache'",
+        "output_dir": "$@bundle_root + '/eval/predictions'",
+        # MONAI's inference property; `input` may also name one file
+        "dataset_dir": "$@bundle_root + '/sample'",
+        "input": "@dataset_dir",
+        "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
+        "in_channels": channels,
+        "out_channels": classes,
+        "window_slices": spec.dataset.window_slices,
+        "torchscript": "auto",
+        "use_torchscript": (
+            "$str(@torchscript).lower() in ('true', '1', 'yes') or "
+            "(str(@torchscript).lower() == 'auto' and not os.path.isfile(@ckpt_dir + '/model.pt'))"
+        ),
+        "network_def": {
+            "_target_": f"{RUNTIME}.inference_network",
+            # off only when model.ts is there to be used: then iac_components is never imported. ckpt_export after a
+            # training with another --ckpt_dir (no model.pt here, no model.ts yet) gets the eager network, or
+            # fixed_network's one-line error naming the missing genotype.json, never a None network
+            "_disabled_": "$@use_torchscript and os.path.isfile(@ckpt_dir + '/model.ts')",
+            "backbone": spec.backbone.backbone,
+            "in_channels": "@in_channels",
+            "out_channels": "@out_channels",
+            "genotype": "$@ckpt_dir + '/genotype.json'",
+            "backbone_kwargs": backbone_kwargs,
+            "cell_kwargs": {},  # the cell's width comes from genotype.json
+        },
+        "network": (
+            "$torch.jit.load(@ckpt_dir + '/model.ts', map_location=@device) if @use_torchscript "
+            "else @network_def.to(@device)"
+        ),
+        "datalist": datalist,
+        "preprocessing": {"_target_": "Compose", "transforms": chain},
+        "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
+        "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 1, "num_workers": 0},
+        "inferer": {
+            "_target_": "SlidingWindowInferer",
+            "roi_size": [-1, -1, "@window_slices"],
+            "sw_batch_size": 1,
+            "overlap": 0.0,
+        },
+        "postprocessing": {
+            "_target_": "Compose",
+            "transforms": [
+                {"_target_": "AsDiscreted", "keys": "pred", "argmax": True},
+                {
+                    "_target_": "Invertd",
+                    "keys": "pred",
+                    "transform": "@preprocessing",
+                    "orig_keys": "image",
+                    "nearest_interp": True,
+                    "to_tensor": True,
+                },
+                *to_values,
+                {
+                    "_target_": "SaveImaged",
+                    "keys": "pred",
+                    "output_dir": "@output_dir",
+                    "output_postfix": "",
+                    "separate_folder": False,
+                    "resample": False,
+                    "output_dtype": "$torch.uint8",
+                    **name_formatter,
+                },
+            ],
+        },
+        "handlers": [
+            {
+                "_target_": "CheckpointLoader",
+                "_disabled_": "@use_torchscript",
+                "load_path": "$@ckpt_dir + '/model.pt'",
+                "load_dict": {"model": "@network"},
+                "map_location": "@device",
+            },
+            {"_target_": "StatsHandler", "iteration_log": False},
+        ],
+        "evaluator": {
+            "_target_": "SupervisedEvaluator",
+            "device": "@device",
+            "val_data_loader": "@dataloader",
+            "network": "@network",
+            "inferer": "@inferer",
+            "postprocessing": "@postprocessing",
+            "val_handlers": "@handlers",
+        },
+        "initialize": [],
+        "run": ["$@evaluator.run()"],
+        "finalize": [],
+    }
+    # the prepared cache's manifest (official layout or datalist), when this bundle has been trained here
+    manifests = "[@cache_dir + '/manifest.json', @cache_dir + '/datalist/manifest.json']"
+    config = insert_after(config, "cache_dir", {
+        "manifest": f"$next((json.load(open(f)) for f in {manifests} if os.path.isfile(f)), None)"
+    })  # fmt: skip
+    if custom:
+        # without a cache (a fresh bundle: verify_net_in_out, ckpt_export) the metadata's 1 channel, 2 classes
+        config["in_channels"] = "$len(@manifest['channel_names']) if @manifest else 1"
+        config["out_channels"] = "$len(@manifest['class_names']) if @manifest else 2"
+        config = insert_after(config, "out_channels", {"modality": "$@manifest['modality']"})
+    else:
+        sizes = {
+            k: f"$list(@manifest['settings']['{k}']) if @manifest else {list(getattr(s, k))}"
+            for k in ("spacing", "spatial_size")
+        }
+        config = insert_after(config, "out_channels", sizes)
+    return config
