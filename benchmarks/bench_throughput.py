@@ -1,8 +1,8 @@
 """Throughput of a search step, a fixed-cell step and a plain step, against the straightforward reference supernet.
 
-Images/s counts the images of the weight batch per iteration (DESIGN.md, "Performance reference"). All arms run
-in the same process on the same machine, interleaved per repeat, so their ratios compare; absolute numbers
-from another machine do not.
+Images/s counts the images of the weight batch per iteration (not the search's arch-step batch), in every arm.
+All arms run in the same process on the same machine, interleaved per repeat, so their ratios compare; absolute
+numbers from another machine do not.
 
     python benchmarks/bench_throughput.py --device cpu --batch 32 --size 256 --steps 3 --dtypes fp32,bf16
 

@@ -1,4 +1,4 @@
-"""A straightforward IAC search supernet: the performance reference of DESIGN.md ("Performance reference").
+"""A straightforward IAC search supernet: the performance reference that ``bench_throughput.py`` measures against.
 
 Written the obvious way, as a first implementation of the search space would be: every edge is a PC-DARTS
 mixed op (the first C/K channels through every op, weighted-summed, concatenated with the bypass channels,

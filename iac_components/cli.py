@@ -37,7 +37,7 @@ class IAC:
                   search_overrides: dict | None = None):
         """Full search vs IAC-LTH with controls (random genotype, no cells) and paired statistics, per seed;
         writes RESULTS.json and RESULTS.md (synthetic ACDC layout unless DATASET_DIR is given)."""
-        from iac_components.benchmark import run_benchmark
+        from iac_components.benchmark.runner import run_benchmark
 
         run_benchmark(out, seeds, epochs, retrain_epochs, patients, dataset_dir, results=results,
                       lth_overrides=lth_overrides, search_overrides=search_overrides)

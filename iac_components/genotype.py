@@ -4,9 +4,10 @@ A cell has two input nodes (state 0: the skip feature; state 1: the next coarser
 projected) and ``n_nodes`` intermediate nodes (states 2, 3, ...). Intermediate node ``j`` may take any earlier
 state as input. A genotype names, per intermediate node, its two inputs and the op on each edge, as in DARTS.
 
-Importance (DESIGN.md), used by the derivation, the pruning handler and the analysis alike:
-``importance(e=(i, j), o) = softmax(β_j)_i × softmax(α_e)_o``, the effective mixing weight of op ``o`` on edge
-``e`` inside node ``j``.
+Importance (docs/method.md, "Search space"), recorded by the pruning handler in the history and read by the
+analysis: ``importance(e=(i, j), o) = softmax(β_j)_i × softmax(α_e)_o``, the effective mixing weight of op ``o``
+on edge ``e`` inside node ``j``. The derivation does not use it: it ranks a node's inputs by β alone and an
+edge's ops by α (:func:`derive_from_logits`).
 """
 
 from __future__ import annotations

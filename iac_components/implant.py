@@ -2,14 +2,12 @@
 
 One interface, :func:`implant`, and one small adapter per backbone family. An adapter runs the network as
 ``encoder -> feature list f_0..f_n -> decoder`` so that cell ``i`` can replace skip ``f_i`` (reading ``f_i`` and
-``f_{i+1}``) while the encoder itself is untouched: deeper encoder stages still see the original features. (A
-forward hook on an encoder stage would be wrong: it would also change what the deeper stages see.)
+``f_{i+1}``) while the encoder itself is untouched: deeper encoder stages still see the original features.
 
-* MONAI ``FlexibleUNet`` already has this shape (``encoder`` returns the feature list; ``decoder`` takes it).
-* MONAI ``BasicUNet`` hard-wires its skips in ``forward``; its adapter re-implements ``forward`` from the same
-  submodules.
-
-More backbone families plug in with :func:`register_adapter`.
+The adapters (MONAI ``FlexibleUNet``, ``BasicUNet``, ``DynUNet``, and the
+:class:`~iac_components.networks.padding.PadToMultiple` wrapper) and :func:`get_adapter` live in
+:mod:`iac_components.networks.adapters` and are re-exported here; more backbone families plug in with
+:func:`register_adapter`.
 """
 
 from __future__ import annotations
@@ -20,11 +18,16 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from monai.networks.nets import BasicUNet, FlexibleUNet
-from monai.networks.nets.flexible_unet import FLEXUNET_BACKBONE
 
 from iac_components.cell import FixedCells, IACCells, SearchCells
 from iac_components.genotype import Genotype, load_genotypes
+from iac_components.networks.adapters import (
+    BackboneAdapter,
+    BasicUNetAdapter,
+    FlexibleUNetAdapter,
+    get_adapter,
+    register_adapter,
+)
 
 __all__ = [
     "BackboneAdapter",
@@ -39,131 +42,6 @@ __all__ = [
     "load_network_weights",
     "register_adapter",
 ]
-
-_ADAPTERS: list[type[BackboneAdapter]] = []
-
-
-def register_adapter(cls: type[BackboneAdapter]) -> type[BackboneAdapter]:
-    """Class decorator: make :func:`get_adapter` use ``cls`` for networks of ``cls.network_types``.
-    Later registrations win, so a more specific adapter can be registered after a general one."""
-    _ADAPTERS.insert(0, cls)
-    return cls
-
-
-def get_adapter(network: nn.Module) -> BackboneAdapter:
-    """The adapter for ``network``.
-
-    Raises:
-        TypeError: one line listing the supported network classes.
-    """
-    import iac_components.networks  # noqa: F401 - registers the adapters of the other backbone families
-
-    for cls in _ADAPTERS:
-        if isinstance(network, cls.network_types):
-            return cls(network)
-    names = sorted({t.__name__ for cls in _ADAPTERS for t in cls.network_types})
-    raise TypeError(f"cannot implant cells into {type(network).__name__}; supported networks: {', '.join(names)}")
-
-
-def _last_conv_out_channels(module: nn.Module) -> int:
-    convs = [m for m in module.modules() if isinstance(m, nn.modules.conv._ConvNd)]
-    if not convs:
-        raise ValueError(f"{type(module).__name__} has no convolution to read its channels from")
-    return convs[-1].out_channels
-
-
-class BackboneAdapter:
-    """How to run a U-Net family as encoder -> features -> decoder. Holds no weights of its own.
-
-    Subclasses set :attr:`network_types` and implement :meth:`encode`, :meth:`decode` and
-    :attr:`feature_channels`.
-    """
-
-    network_types: tuple[type[nn.Module], ...] = ()
-
-    def __init__(self, network: nn.Module):
-        self.network = network
-
-    @property
-    def feature_channels(self) -> list[int]:
-        """Channels of the encoder features ``f_0..f_n``; the first ``num_skips`` are skips."""
-        raise NotImplementedError
-
-    @property
-    def num_skips(self) -> int:
-        return len(self.feature_channels) - 1
-
-    @property
-    def spatial_dims(self) -> int:
-        return int(getattr(self.network, "spatial_dims", getattr(self.network, "dimensions", 2)))
-
-    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
-        raise NotImplementedError
-
-    def decode(self, features: list[torch.Tensor], x: torch.Tensor) -> Any:
-        raise NotImplementedError
-
-
-@register_adapter
-class FlexibleUNetAdapter(BackboneAdapter):
-    """MONAI ``FlexibleUNet`` (any encoder of its registry, MONAI's own or one registered by this project)."""
-
-    network_types = (FlexibleUNet,)
-
-    @property
-    def feature_channels(self) -> list[int]:
-        entry = FLEXUNET_BACKBONE.register_dict[self.network.backbone]
-        return list(entry["feature_channel"])[: self.network.skip_connect + 1]
-
-    @property
-    def spatial_dims(self) -> int:
-        return int(self.network.spatial_dims)
-
-    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
-        features = self.network.encoder(x)
-        if not isinstance(features, (list, tuple)) or len(features) < 2:
-            raise TypeError(
-                f"encoder {self.network.backbone!r} does not return a list of multi-scale features; "
-                f"valid encoders: {', '.join(FLEXUNET_BACKBONE.register_dict)}"
-            )
-        return list(features)
-
-    def decode(self, features: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        return self.network.segmentation_head(self.network.decoder(features, self.network.skip_connect))
-
-
-@register_adapter
-class BasicUNetAdapter(BackboneAdapter):
-    """MONAI ``BasicUNet`` (the base U-Net): five encoder levels ``x0..x4``, four skips."""
-
-    network_types = (BasicUNet,)
-    _encoder = ("conv_0", "down_1", "down_2", "down_3", "down_4")
-
-    @property
-    def feature_channels(self) -> list[int]:
-        return [_last_conv_out_channels(getattr(self.network, n)) for n in self._encoder]
-
-    @property
-    def spatial_dims(self) -> int:
-        return self.network.final_conv.weight.ndim - 2
-
-    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
-        net = self.network
-        x0 = net.conv_0(x)
-        x1 = net.down_1(x0)
-        x2 = net.down_2(x1)
-        x3 = net.down_3(x2)
-        x4 = net.down_4(x3)
-        return [x0, x1, x2, x3, x4]
-
-    def decode(self, features: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        net = self.network
-        x0, x1, x2, x3, x4 = features
-        u4 = net.upcat_4(x4, x3)
-        u3 = net.upcat_3(u4, x2)
-        u2 = net.upcat_2(u3, x1)
-        u1 = net.upcat_1(u2, x0)
-        return net.final_conv(u1)
 
 
 def freeze(module: nn.Module) -> nn.Module:

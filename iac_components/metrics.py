@@ -12,12 +12,6 @@ Empty classes follow the BraTS convention:
 
 Summaries report the mean and standard deviation per class and how many cases were empty in the ground
 truth, in the prediction, and in both.
-
-For checkpoint selection, :func:`evaluate_volumes` computes the same per-volume Dice on the preprocessed
-cache with ``SliceInferer``; :class:`VolumeValidationHandler` runs it from an Ignite trainer and puts
-``val_mean_dice`` in ``engine.state.metrics`` (attach it before a ``CheckpointSaver`` that keys on it). An
-equivalent MONAI ``SupervisedEvaluator`` uses ``MeanDice(include_background=False, ignore_empty=False)`` on
-whole volumes with ``SliceInferer(roi_size=(H, W), spatial_dim=2)`` and one-hot post-processing.
 """
 
 from __future__ import annotations
@@ -39,8 +33,6 @@ __all__ = [
     "case_metrics",
     "summarize_metrics",
     "write_metrics",
-    "evaluate_volumes",
-    "VolumeValidationHandler",
     "EMPTY_CONVENTION",
 ]
 
@@ -187,120 +179,3 @@ def write_metrics(
     write_json_atomic(json_path, dict(summary))
     return csv_path, json_path
 
-
-def _predict_volume(network: torch.nn.Module, image: torch.Tensor, sw_batch_size: int, device: torch.device) -> torch.Tensor:
-    """Slice-wise class indices (H, W, D) of one (C, H, W, D) volume with ``SliceInferer``."""
-    from monai.inferers import SliceInferer
-
-    x = torch.as_tensor(image).float()[None].to(device)
-    inferer = SliceInferer(roi_size=tuple(x.shape[2:4]), sw_batch_size=sw_batch_size, spatial_dim=2, progress=False)
-    logits = inferer(x, network)
-    return torch.as_tensor(logits).argmax(1)[0].cpu()
-
-
-def evaluate_volumes(
-    network: torch.nn.Module,
-    data: Iterable[Mapping[str, Any]],
-    class_names: Sequence[str],
-    regions: Mapping[str, Sequence[int]] | None = None,
-    device: str | torch.device | None = None,
-    sw_batch_size: int = 16,
-    hd95: bool = False,
-    spacing: Sequence[float] | None = None,
-) -> dict[str, Any]:
-    """Per-volume Dice (and optionally HD95) on preprocessed volumes: the validation metric.
-
-    Args:
-        network: a 2-D segmentation network returning logits (N, K, H, W).
-        data: items with ``image`` (C, H, W, D) and ``label`` (1, H, W, D) (e.g. a
-            :class:`~iac_components.data.datasets.VolumeDataset`), optionally ``case_id``/``patient_id``.
-        class_names: class names (background first).
-        regions: extra regions (name -> class indices).
-        device: where to run the network; default: the network's device.
-        sw_batch_size: slices per forward pass.
-        hd95: also compute HD95 (in the preprocessed grid, with ``spacing``).
-        spacing: voxel spacing for HD95.
-
-    Returns:
-        ``{"mean_dice": float, "summary": summarize_metrics(...), "rows": per-case results}``.
-    """
-    dev = torch.device(device) if device is not None else next(network.parameters()).device
-    was_training = network.training
-    network.eval()
-    rows = []
-    try:
-        with torch.no_grad():
-            for item in data:
-                pred = _predict_volume(network, item["image"], sw_batch_size, dev)
-                r = case_metrics(pred, item["label"], class_names, spacing, regions, hd95=hd95)
-                r["case_id"] = item.get("case_id", str(len(rows)))
-                r["patient_id"] = item.get("patient_id", r["case_id"])
-                rows.append(r)
-    finally:
-        network.train(was_training)
-    summary = summarize_metrics(rows, class_names, list(regions or {}))
-    return {"mean_dice": summary["mean_dice"], "summary": summary, "rows": rows}
-
-
-class VolumeValidationHandler:
-    """Ignite handler: per-volume validation Dice on the cache, stored in ``engine.state.metrics``.
-
-    Runs :func:`evaluate_volumes` every ``interval`` epochs and sets ``engine.state.metrics[metric_name]``
-    (default ``val_mean_dice``) plus ``val_dice_<class>``; keeps ``best_metric`` / ``best_metric_epoch``.
-    Attach it before a ``CheckpointSaver(key_metric_name="val_mean_dice")`` on the same engine.
-
-    Args:
-        network: the 2-D network being trained.
-        data: validation volumes (e.g. ``VolumeDataset(cache_dir, fold="validation")``).
-        class_names: class names (background first).
-        interval: epochs between validations.
-        metric_name: key in ``engine.state.metrics``.
-        device: device for inference; default: the network's.
-        sw_batch_size: slices per forward pass.
-    """
-
-    def __init__(
-        self,
-        network: torch.nn.Module,
-        data: Iterable[Mapping[str, Any]],
-        class_names: Sequence[str],
-        interval: int = 1,
-        metric_name: str = "val_mean_dice",
-        device: str | torch.device | None = None,
-        sw_batch_size: int = 16,
-    ) -> None:
-        self.network = network
-        self.data = data
-        self.class_names = list(class_names)
-        self.interval = int(interval)
-        self.metric_name = metric_name
-        self.device = device
-        self.sw_batch_size = sw_batch_size
-        self.best_metric = -1.0
-        self.best_metric_epoch = -1
-
-    def attach(self, engine: Any) -> None:
-        """Register on ``EPOCH_COMPLETED(every=interval)``."""
-        from ignite.engine import Events
-
-        engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), self)
-
-    def __call__(self, engine: Any) -> None:
-        res = evaluate_volumes(self.network, self.data, self.class_names, device=self.device, sw_batch_size=self.sw_batch_size)
-        value = float(res["mean_dice"]) if res["mean_dice"] is not None else 0.0
-        engine.state.metrics[self.metric_name] = value
-        for n, v in res["summary"]["classes"].items():
-            engine.state.metrics[f"val_dice_{n}"] = v["dice"]["mean"]
-        if value > self.best_metric:
-            self.best_metric, self.best_metric_epoch = value, int(engine.state.epoch)
-        engine.state.best_metric = self.best_metric
-        engine.state.best_metric_epoch = self.best_metric_epoch
-
-    def state_dict(self) -> dict[str, Any]:
-        """Best metric so far (for ``CheckpointSaver``/``CheckpointLoader``)."""
-        return {"best_metric": self.best_metric, "best_metric_epoch": self.best_metric_epoch}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
-        self.best_metric = float(state["best_metric"])
-        self.best_metric_epoch = int(state["best_metric_epoch"])

@@ -34,7 +34,8 @@ OpFactory = Callable[[int, int, bool], nn.Module]
 
 OPS: dict[str, OpFactory] = {}
 
-#: The ops searched by default (DESIGN.md): ``none`` is registered but not searched unless a config asks for it.
+#: The ops searched by default (docs/method.md, "Search space"): ``none`` is registered but not searched unless a
+#: config asks for it.
 DEFAULT_OPS: tuple[str, ...] = (
     "skip_connect",
     "avg_pool_3x3",

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from iac_components.benchmark import genotype_agreement, random_genotype
+from iac_components.benchmark.genotypes import genotype_agreement, random_genotype
 from iac_components.genotype import Genotype
 from iac_components.stats import paired_comparison, per_patient_dice
 
@@ -47,7 +47,7 @@ def test_paired_comparison_is_per_patient_with_a_ci_and_wilcoxon():
 def test_pooled_tests_pair_arms_per_seed_and_patient():
     """Each seed draws its own folds, so the test patients differ between seeds: the pooled comparison pairs the
     arms within a seed, one unit per (seed, test patient), and never averages different patients together."""
-    from iac_components.benchmark import ARMS, _finish
+    from iac_components.benchmark.report import ARMS, summarize_seeds
 
     def seed_run(patients: list[str], lift: float) -> dict:
         arms = {arm: {"mean_dice": 0.8, "cell_gamma": [0.0],
@@ -57,7 +57,7 @@ def test_pooled_tests_pair_arms_per_seed_and_patient():
                 "agreement_lth_vs_full": {"edges": 1.0, "inputs": 1.0, "nodes": 1.0}, "arms": arms}
 
     report = {"seeds": {"0": seed_run(["p1", "p2", "p3"], 0.02), "1": seed_run(["p3", "p4", "p5", "p6"], 0.02)}}
-    s = _finish(report)["summary"]
+    s = summarize_seeds(report)["summary"]
     assert s["paired_units"] == {"pairs": 7, "distinct_patients": 6}
     t = s["tests"]["lth_vs_full"]
     assert t["n_patients"] == 7 and t["mean_diff"] == pytest.approx(0.02) and t["wins"] == 7
@@ -70,7 +70,8 @@ def test_report_reads_cell_gammas_and_tabulates_epoch_cost(tmp_path):
     largest |γ| per seed and each LTH epoch's ops alive against its wall-clock."""
     import torch
 
-    from iac_components.benchmark import ARMS, _finish, _gammas, _markdown
+    from iac_components.benchmark.report import ARMS, render_markdown, summarize_seeds
+    from iac_components.benchmark.runner import _gammas
 
     torch.save({"model": {"cells.cells.0.gamma": torch.tensor([0.25]), "cells.cells.1.gamma": torch.tensor([-0.5]),
                           "backbone.w": torch.zeros(2)}}, tmp_path / "model.pt")  # fmt: skip
@@ -87,6 +88,6 @@ def test_report_reads_cell_gammas_and_tabulates_epoch_cost(tmp_path):
            "agreement_lth_vs_full": {"edges": 1.0, "inputs": 1.0, "nodes": 1.0}, "arms": arms}  # fmt: skip
     report = {"command": "iac benchmark", "machine": {"cpu": "cpu", "cores": 2, "torch": "2", "torch_threads": 1},
               "config": {"dataset_dir": "/x/raw", "epochs": 3, "seeds": [0]}, "seeds": {"0": run}}  # fmt: skip
-    md = _markdown(_finish(report))
+    md = render_markdown(summarize_seeds(report))
     assert "| lth | 0.8000 | 0.8000 | 0.5000 |" in md and "| no_cells | 0.8000 | 0.8000 | - |" in md
     assert "| 0 | 21.0 | 112/5.0, 40/12.5, 8/3.0 |" in md

@@ -100,3 +100,20 @@ def test_baseline_checkpoint_loads_and_missing_one_says_what_to_run(tmp_path):
     torch.save({"model": FlexibleUNet(1, 3, "resnet10", spatial_dims=2).state_dict()}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="other.pt does not fit BasicUNet"):
         load_network_weights(_basic_unet(), tmp_path / "other.pt")
+
+
+def test_the_networks_do_not_import_the_implant_and_every_adapter_is_in_one_table():
+    """No import cycle implant <-> networks and no registration by import side effect: ``iac_components.networks``
+    loads without the implant module, and the adapter table lists every family without anything else imported."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import iac_components.networks.adapters as a\n"
+        "assert 'iac_components.implant' not in sys.modules, sorted(sys.modules)\n"
+        "print(sorted(t.__name__ for cls in a.ADAPTERS for t in cls.network_types))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "['BasicUNet', 'DynUNet', 'FlexibleUNet', 'PadToMultiple']"

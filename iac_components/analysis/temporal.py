@@ -1,9 +1,10 @@
 """Temporal analysis of a search history (the paper's Figures 3-7), as numbers.
 
 Everything reads a ``search_history.json`` written by :class:`~iac_components.search.JSDPruningHandler`. The
-importance of op ``o`` on edge ``e = (i, j)`` at an epoch is ``softmax(β_j)_i · softmax(α_e)_o`` (DESIGN.md); an op
-or edge that was pruned has importance 0 from then on, so pruned and full searches share one vector layout:
-``(epochs, 14 edges, n_ops)`` in the order of :func:`edge_order` and the search space's op list.
+importance of op ``o`` on edge ``e = (i, j)`` at an epoch is ``softmax(β_j)_i · softmax(α_e)_o`` (docs/method.md,
+"Search space"); an op or edge that was pruned has importance 0 from then on, so pruned and full searches share
+one vector layout: ``(epochs, 14 edges, n_ops)`` in the order of :func:`edge_order` and the search space's op
+list.
 """
 
 from __future__ import annotations

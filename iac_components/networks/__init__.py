@@ -1,21 +1,23 @@
 """Backbone networks: torchvision encoders for FlexibleUNet, an nnU-Net-style DynUNet, baselines, any input size.
 
-Importing this package registers, process-wide:
+Importing this package registers, process-wide, the torchvision encoders ``tv_vgg16``, ``tv_resnet50``,
+``tv_mobilenet_v3_large``, ``tv_efficientnet_v2_s``, ``tv_efficientnet_v2_m`` in MONAI's FlexibleUNet encoder
+registry (MONAI's own entries stay as they are).
 
-* the torchvision encoders ``tv_vgg16``, ``tv_resnet50``, ``tv_mobilenet_v3_large``, ``tv_efficientnet_v2_s``,
-  ``tv_efficientnet_v2_m`` in MONAI's FlexibleUNet encoder registry (MONAI's own entries stay as they are);
-* the implant adapters for ``DynUNet`` and for the :class:`PadToMultiple` wrapper.
+The implant adapters of every backbone family (how :mod:`iac_components.implant` finds a network's skips) are
+in :mod:`iac_components.networks.adapters`, an explicit table.
 
 Start from :func:`build_backbone` and :data:`BACKBONES`.
 """
 
 from __future__ import annotations
 
+from iac_components.networks.adapters import DynUNetAdapter, PadToMultipleAdapter
 from iac_components.networks.backbones import BACKBONES, BackboneSpec, build_backbone
 from iac_components.networks.deep_supervision import DeepSupervisionStack, StackedDeepSupervisionLoss
-from iac_components.networks.nnunet import DynUNetAdapter, NNUNetPlan, build_nnunet, nnunet_2d_plan
+from iac_components.networks.nnunet import NNUNetPlan, build_nnunet, nnunet_2d_plan
+from iac_components.networks.padding import PadToMultiple, crop_to, pad_to_multiple, size_multiple
 from iac_components.networks.slicewise import SliceWise
-from iac_components.networks.padding import PadToMultiple, PadToMultipleAdapter, crop_to, pad_to_multiple, size_multiple
 from iac_components.networks.torchvision_encoders import (
     TV_ENCODERS,
     TorchvisionEncoder,

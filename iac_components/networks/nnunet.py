@@ -1,4 +1,4 @@
-"""nnU-Net-style 2-D U-Net: MONAI ``DynUNet`` configured by nnU-Net's topology rule, and its implant adapter.
+"""nnU-Net-style 2-D U-Net: MONAI ``DynUNet`` configured by nnU-Net's topology rule.
 
 nnU-Net (Isensee et al., "nnU-Net: a self-configuring method for deep learning-based biomedical image
 segmentation", Nature Methods 2021) derives the U-Net's depth and per-axis strides from the patch size and the
@@ -6,10 +6,7 @@ voxel spacing. :func:`nnunet_2d_plan` implements the rule of nnU-Net v2's ``get_
 (``nnunetv2/experiment_planning/experiment_planners/network_topology.py``) for 2-D, with 3x3 kernels throughout
 (our choice; see the function). :func:`build_nnunet` turns a plan into a ``DynUNet`` with deep supervision.
 
-:class:`DynUNetAdapter` lets IAC cells sit on DynUNet's skips. DynUNet wires its skips recursively
-(``DynUNetSkipLayer``: ``upsample(next_layer(downsample(x)), downsample(x))``), so the adapter re-runs the same
-submodules as ``encoder -> feature list -> decoder``; with the skips unchanged it returns exactly what
-``DynUNet.forward`` returns, in training mode (deep-supervision stack) and in eval mode.
+IAC cells sit on DynUNet's skips through :class:`~iac_components.networks.adapters.DynUNetAdapter`.
 """
 
 from __future__ import annotations
@@ -19,14 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-import torch.nn as nn
 from monai.networks.nets import DynUNet
-from torch.nn.functional import interpolate
 
-from iac_components.implant import BackboneAdapter, register_adapter
-
-__all__ = ["DynUNetAdapter", "NNUNetPlan", "build_nnunet", "nnunet_2d_plan"]
+__all__ = ["NNUNetPlan", "build_nnunet", "nnunet_2d_plan"]
 
 
 @dataclass(frozen=True)
@@ -193,51 +185,3 @@ def build_nnunet(
         **plan.dynunet_kwargs(),
     )
 
-
-def _out_channels(block: nn.Module) -> int:
-    convs = [m for m in block.modules() if isinstance(m, nn.modules.conv._ConvNd)]
-    return int(convs[-1].out_channels)
-
-
-@register_adapter
-class DynUNetAdapter(BackboneAdapter):
-    """MONAI ``DynUNet``: features ``f_0`` (``input_block``), ``f_1..f_{n-1}`` (``downsamples``), ``f_n``
-    (``bottleneck``); ``n`` skips ``f_0..f_{n-1}``.
-
-    The decoder runs ``upsamples`` from the deepest, each on the previous output and its skip, then
-    ``output_block``; in training mode with deep supervision it also runs the heads on the outputs of decoder
-    levels ``1..deep_supr_num`` and stacks them, nearest-upsampled, after the main output, as
-    ``DynUNet.forward`` does.
-    """
-
-    network_types = (DynUNet,)
-
-    def _encoder_blocks(self) -> list[nn.Module]:
-        net = self.network
-        return [net.input_block, *net.downsamples, net.bottleneck]
-
-    @property
-    def feature_channels(self) -> list[int]:
-        return [_out_channels(b) for b in self._encoder_blocks()]
-
-    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
-        features = []
-        for block in self._encoder_blocks():
-            x = block(x)
-            features.append(x)
-        return features
-
-    def decode(self, features: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        net = self.network
-        n = len(features) - 1  # skips; net.upsamples[0] is the deepest
-        supervise = net.training and net.deep_supervision
-        heads: list[torch.Tensor] = []
-        out = features[n]
-        for level in range(n - 1, -1, -1):
-            out = net.upsamples[n - 1 - level](out, features[level])
-            if supervise and 1 <= level <= net.deep_supr_num:
-                heads.insert(0, net.deep_supervision_heads[level - 1](out))
-        out = net.output_block(out)
-        if supervise:
-            return torch.stack([out] + [interpolate(h, out.shape[2:]) for h in heads], dim=1)
-        return out

@@ -13,11 +13,10 @@ backbone of :data:`iac_components.networks.BACKBONES`:
 The pad amounts are computed from the input's shape with plain integer arithmetic, which ``torch.jit.trace``
 records on the traced sizes, so a network traced at one size runs at any other.
 
-Implantation sees through the wrapper: :class:`PadToMultipleAdapter` (registered with
-:func:`~iac_components.implant.register_adapter`) delegates to the inner network's adapter and pads in
-``encode`` / crops in ``decode``, so ``implant(PadToMultiple(FlexibleUNet(...)), cells)`` works, the cells see
-the padded features, and the state-dict keys stay ``backbone.network.*`` (the baseline checkpoint saved from the
-wrapped network loads as it is).
+Implantation sees through the wrapper: :class:`~iac_components.networks.adapters.PadToMultipleAdapter`
+delegates to the inner network's adapter and pads in ``encode`` / crops in ``decode``, so
+``implant(PadToMultiple(FlexibleUNet(...)), cells)`` works, the cells see the padded features, and the state-dict
+keys stay ``backbone.network.*`` (the baseline checkpoint saved from the wrapped network loads as it is).
 """
 
 from __future__ import annotations
@@ -32,9 +31,7 @@ import torch.nn.functional as F
 from monai.networks.nets import AttentionUnet, BasicUNet, BasicUNetPlusPlus, DynUNet, FlexibleUNet
 from monai.networks.nets.flexible_unet import FLEXUNET_BACKBONE
 
-from iac_components.implant import BackboneAdapter, ImplantedNetwork, get_adapter, register_adapter
-
-__all__ = ["PadToMultiple", "PadToMultipleAdapter", "crop_to", "pad_to_multiple", "size_multiple"]
+__all__ = ["PadToMultiple", "crop_to", "pad_to_multiple", "size_multiple"]
 
 PAD_MODES = ("constant", "replicate", "reflect")
 
@@ -121,37 +118,6 @@ class PadToMultiple(nn.Module):
         return f"multiple={self.multiple}, mode={self.mode!r}"
 
 
-@register_adapter
-class PadToMultipleAdapter(BackboneAdapter):
-    """Implant through a :class:`PadToMultiple`: the inner network's adapter, with the input padded in
-    :meth:`encode` and the output cropped in :meth:`decode`."""
-
-    network_types = (PadToMultiple,)
-
-    def __init__(self, network: PadToMultiple):
-        super().__init__(network)
-        self.inner = get_adapter(network.network)
-
-    @property
-    def feature_channels(self) -> list[int]:
-        return self.inner.feature_channels
-
-    @property
-    def num_skips(self) -> int:
-        return self.inner.num_skips
-
-    @property
-    def spatial_dims(self) -> int:
-        return self.inner.spatial_dims
-
-    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.inner.encode(self.network.pad(x))
-
-    def decode(self, features: list[torch.Tensor], x: torch.Tensor) -> Any:
-        # the inner decoder gets the padded input too, as it would inside PadToMultiple.forward
-        return self.network.crop(self.inner.decode(features, self.network.pad(x)), x)
-
-
 # --- the size multiple of each network family -------------------------------------------------------------------
 
 
@@ -186,15 +152,20 @@ _MULTIPLES: dict[type[nn.Module], Callable[[Any], tuple[int, ...]]] = {
     BasicUNet: _basic_unet_multiple,
     BasicUNetPlusPlus: _basic_unet_multiple,
     PadToMultiple: lambda net: _per_axis(net.multiple, _spatial_dims(net.network)),
-    ImplantedNetwork: lambda net: size_multiple(net.backbone),
 }
+
+_WRAPPED = ("network", "backbone")
+"""Attributes under which a wrapper holds the network it runs (``network``: e.g.
+:class:`~iac_components.networks.deep_supervision.DeepSupervisionStack`; ``backbone``:
+:class:`~iac_components.implant.ImplantedNetwork`)."""
 
 
 def size_multiple(network: nn.Module) -> tuple[int, ...]:
     """The input size multiple per spatial axis at which ``network``'s encoder and decoder agree.
 
-    Networks that wrap another one expose it as ``network.network`` (e.g.
-    :class:`~iac_components.networks.deep_supervision.DeepSupervisionStack`).
+    A network of none of the known classes that wraps another one, as ``network.network`` (e.g.
+    :class:`~iac_components.networks.deep_supervision.DeepSupervisionStack`) or ``network.backbone`` (e.g.
+    :class:`~iac_components.implant.ImplantedNetwork`), has the wrapped network's multiple.
 
     Raises:
         TypeError: one line listing the supported network classes.
@@ -202,9 +173,10 @@ def size_multiple(network: nn.Module) -> tuple[int, ...]:
     for cls, rule in _MULTIPLES.items():
         if isinstance(network, cls):
             return tuple(int(m) for m in rule(network))
-    inner = getattr(network, "network", None)
-    if isinstance(inner, nn.Module):
-        return size_multiple(inner)
+    for attr in _WRAPPED:
+        inner = getattr(network, attr, None)
+        if isinstance(inner, nn.Module):
+            return size_multiple(inner)
     names = sorted(c.__name__ for c in _MULTIPLES)
     raise TypeError(
         f"cannot tell the input size multiple of {type(network).__name__}; pass `multiple` explicitly "

@@ -2,8 +2,8 @@
 
 MONAI's ``SupervisedTrainer`` hard-codes ``torch.autocast("cuda")`` and a CUDA grad scaler, so on the CPU its
 ``amp=True`` silently does nothing. :class:`IACTrainer` keeps MONAI's interface (events, handlers, metrics,
-``_target_`` use in bundles) and autocasts on whatever device it runs: bf16 on the CPU (no scaler), fp16 with a
-grad scaler on CUDA by default, or bf16 there if asked (no scaler).
+``amp_kwargs``, ``compile``, ``_target_`` use in bundles) and autocasts on whatever device it runs: bf16 on the CPU
+(no scaler), fp16 with a grad scaler on CUDA by default, or bf16 there if asked (no scaler).
 
 :class:`IACSearchTrainer` is the first-order DARTS search (Liu et al. 2019): every iteration one step of the
 architecture parameters (α, β) on a batch of the search-val patients, then one step of the cell weights on the
@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 from ignite.engine import Engine, EventEnum, Events
+from monai.data import MetaTensor
 from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents, default_prepare_batch
 from monai.engines.workflow import Workflow
@@ -90,6 +91,29 @@ def _as_device(device: str | torch.device) -> torch.device:
     return device if isinstance(device, torch.device) else torch.device(device)
 
 
+def _as_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    return getattr(torch, dtype) if isinstance(dtype, str) else dtype
+
+
+def _split_amp_kwargs(
+    amp_dtype: str | torch.dtype | None, amp_kwargs: dict | None
+) -> tuple[str | torch.dtype | None, dict]:
+    """``amp_dtype`` and the other ``torch.autocast`` arguments, with ``amp_kwargs["dtype"]`` taken as ``amp_dtype``.
+
+    Raises:
+        ValueError: ``amp_kwargs`` sets ``device_type``, or a ``dtype`` that disagrees with ``amp_dtype``.
+    """
+    kwargs = dict(amp_kwargs or {})
+    if "device_type" in kwargs:
+        raise ValueError("amp_kwargs cannot set device_type: IACTrainer autocasts on the device it runs on")
+    if "dtype" in kwargs:
+        dtype = kwargs.pop("dtype")
+        if amp_dtype is not None and _as_dtype(amp_dtype) != _as_dtype(dtype):
+            raise ValueError(f"amp_dtype={amp_dtype} and amp_kwargs dtype={dtype} disagree; give one of them")
+        amp_dtype = dtype
+    return amp_dtype, kwargs
+
+
 class IACTrainer(SupervisedTrainer):
     """MONAI ``SupervisedTrainer`` with AMP on any device and per-epoch re-seeding.
 
@@ -98,6 +122,10 @@ class IACTrainer(SupervisedTrainer):
     Args:
         amp: autocast on the engine's device (bf16 on the CPU); accepts ``"false"``/``"0"`` strings.
         amp_dtype: ``"bfloat16"`` or ``"float16"``; default bf16 on the CPU and fp16 (with a grad scaler) on CUDA.
+        amp_kwargs: as ``SupervisedTrainer``: more ``torch.autocast`` arguments (e.g. ``cache_enabled``); a
+            ``dtype`` there is taken as ``amp_dtype``; ``device_type`` is the engine's device and cannot be set.
+        compile, compile_kwargs: as ``SupervisedTrainer``: ``torch.compile(network, **compile_kwargs)``, fed plain
+            tensors (a ``MetaTensor`` input's meta goes back onto the prediction in ``engine.state.output``).
         seed: re-seed RNGs and loaders from ``(seed, epoch)`` at every epoch start (exact resume); None to leave
             them alone.
     """
@@ -126,10 +154,14 @@ class IACTrainer(SupervisedTrainer):
         decollate: bool = True,
         optim_set_to_none: bool = True,
         to_kwargs: dict | None = None,
+        amp_kwargs: dict | None = None,
+        compile: bool = False,
+        compile_kwargs: dict | None = None,
         seed: int | None = None,
     ) -> None:
         device = _as_device(device)
         amp = as_bool(amp)
+        amp_dtype, amp_kwargs = _split_amp_kwargs(amp_dtype, amp_kwargs)
         self.autocast_dtype = autocast_dtype(device, amp, amp_dtype)
         self.seed = seed
         self._seeded_loaders: list[Any] = [train_data_loader]
@@ -155,6 +187,9 @@ class IACTrainer(SupervisedTrainer):
             decollate=decollate,
             optim_set_to_none=optim_set_to_none,
             to_kwargs=to_kwargs,
+            amp_kwargs=amp_kwargs,
+            compile=as_bool(compile),
+            compile_kwargs=compile_kwargs,
         )
         # re-seed before any user handler runs at EPOCH_STARTED, then attach the user handlers
         self.add_event_handler(Events.EPOCH_STARTED, self._reseed)
@@ -170,7 +205,7 @@ class IACTrainer(SupervisedTrainer):
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(device_type=self.state.device.type, dtype=self.autocast_dtype)
+        return torch.autocast(device_type=self.state.device.type, dtype=self.autocast_dtype, **self.amp_kwargs)
 
     def _step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter]) -> bool:
         """Backward into ``params`` only, then step ``optimizer`` (with the grad scaler when there is one).
@@ -195,6 +230,8 @@ class IACTrainer(SupervisedTrainer):
         return [p for g in optimizer.param_groups for p in g["params"] if p.requires_grad]
 
     def _forward(self, inputs: Any, args: tuple, kwargs: dict) -> Any:
+        if self.compile and isinstance(inputs, MetaTensor):
+            inputs = inputs.as_tensor()  # torch.compile and MetaTensor do not mix (pytorch/pytorch#117026)
         with self.autocast():
             return self.inferer(inputs, self.network, *args, **kwargs)
 
@@ -223,6 +260,11 @@ class IACTrainer(SupervisedTrainer):
         engine.fire_event(IterationEvents.LOSS_COMPLETED)
         self._step(loss, engine.optimizer, self._trainable(engine.optimizer))
         engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+        if self.compile and isinstance(inputs, MetaTensor) and isinstance(pred, torch.Tensor):
+            # the compiled network ran on a plain tensor: its prediction gets the input's meta (as SupervisedTrainer)
+            engine.state.output[Keys.PRED] = MetaTensor(
+                pred, meta=inputs.meta, applied_operations=inputs.applied_operations
+            )
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
         return engine.state.output
 
@@ -263,7 +305,8 @@ class IACSearchTrainer(IACTrainer):
         val_data_loader: the search-val loader, cycled; re-created every epoch.
         warmup_steps: weight steps (iterations) before the first arch step: α and β do not move then, and
             the cells' γ (0 at the start) grows until the cells carry signal; they do not count as arch steps.
-        kwargs: :class:`IACTrainer` arguments (``amp``, ``seed``, ``train_handlers``, ...).
+        kwargs: :class:`IACTrainer` arguments (``amp``, ``amp_kwargs``, ``seed``, ``train_handlers``, ...; not
+            ``compile``: pruning changes the network during the search).
 
     ``engine.arch_steps`` counts the architecture steps taken so far: iterations after the warm-up, less those
     that a grad scaler skipped (derived from the iteration and a counter saved with the engine's state, so it
@@ -285,6 +328,11 @@ class IACSearchTrainer(IACTrainer):
     ) -> None:
         if not hasattr(network, "arch_parameters"):
             raise TypeError(f"the search needs a network with search cells, got {type(network).__name__}")
+        if as_bool(kwargs.get("compile", False)):
+            raise ValueError(
+                "IACSearchTrainer does not support compile=True: pruning deletes ops from the network during the "
+                "search, and every cut would recompile it"
+            )
         self.arch_optimizer = arch_optimizer
         self.val_data_loader = val_data_loader
         self.warmup_steps = int(warmup_steps)

@@ -1,5 +1,5 @@
 """Evaluation in the original grid: a perfect model's inverted prediction reproduces the original label files
-exactly; the validation Dice on the cache; the Ignite handler."""
+exactly; a real network through the default SliceInferer predictor."""
 
 from __future__ import annotations
 
@@ -11,10 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from iac_components.data.datasets import VolumeDataset
 from iac_components.data.evaluate import evaluate_patients
 from iac_components.data.prepare import load_manifest
-from iac_components.metrics import VolumeValidationHandler, evaluate_volumes
 
 
 class CachedLabelPredictor:
@@ -88,51 +86,6 @@ def test_coarser_target_is_close_not_exact(synth_root, tmp_path):
     manifest = prepare_dataset("acdc", synth_root("acdc", 4), tmp_path, spacing=(3.0, 3.0), spatial_size=(32, 32), progress=False)
     res = evaluate_patients(None, manifest, fold=None, predictor=CachedLabelPredictor(manifest))
     assert 0.8 < res["summary"]["mean_dice"] < 1.0
-
-
-class OneHotOfImageSign(torch.nn.Module):
-    """2-D 'network': class 1 where channel 0 > 0, else background (deterministic, no weights to train)."""
-
-    def __init__(self, num_classes: int):
-        super().__init__()
-        self.k = num_classes
-        self.dummy = torch.nn.Parameter(torch.zeros(1))
-
-    def forward(self, x):
-        cls = (x[:, 0] > 0).long()
-        return torch.nn.functional.one_hot(cls, self.k).permute(0, 3, 1, 2).float() + 0 * self.dummy
-
-
-def test_evaluate_volumes_matches_case_metrics(prepared):
-    from iac_components.metrics import case_metrics
-
-    m = load_manifest(prepared("msd", 3))
-    net = OneHotOfImageSign(3)
-    vols = VolumeDataset(m)
-    res = evaluate_volumes(net, vols, m["class_names"], sw_batch_size=4)
-    expected = []
-    for item in vols:
-        pred = (item["image"][0] > 0).long()
-        expected.append(case_metrics(pred, item["label"][0], m["class_names"], hd95=False)["dice"])
-    for row, exp in zip(res["rows"], expected):
-        assert row["dice"] == pytest.approx(exp)
-    assert res["mean_dice"] == pytest.approx(np.mean([np.mean([e[k] for e in expected]) for k in ("PZ", "TZ")]))
-    assert net.training  # mode restored
-
-
-def test_validation_handler_sets_engine_metric(prepared):
-    from ignite.engine import Engine
-
-    m = load_manifest(prepared("msd", 3))
-    net = OneHotOfImageSign(3)
-    handler = VolumeValidationHandler(net, VolumeDataset(m), m["class_names"], interval=1)
-    engine = Engine(lambda e, b: None)
-    handler.attach(engine)
-    engine.run([0], max_epochs=2)
-    expected = evaluate_volumes(net, VolumeDataset(m), m["class_names"])["mean_dice"]
-    assert engine.state.metrics["val_mean_dice"] == pytest.approx(expected)
-    assert set(engine.state.metrics) >= {"val_dice_PZ", "val_dice_TZ"}
-    assert handler.state_dict() == {"best_metric": pytest.approx(expected), "best_metric_epoch": 1}
 
 
 def test_evaluate_with_a_real_network_and_slice_inferer(prepared, tmp_path):

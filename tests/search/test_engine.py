@@ -105,6 +105,68 @@ def test_plain_trainer_autocasts_on_cpu_too():
     assert seen == [torch.bfloat16, torch.bfloat16]
 
 
+def _plain_trainer(**kwargs):
+    torch.manual_seed(0)
+    net = BasicUNet(2, 1, 2, features=(8, 8, 8, 8, 8, 8), norm="batch")
+    loader = DataLoader(_data(8, 1), batch_size=4)
+    trainer = IACTrainer("cpu", 1, loader, net, torch.optim.SGD(net.parameters(), lr=0.01),
+                         DiceCELoss(to_onehot_y=True, softmax=True), decollate=False, **kwargs)  # fmt: skip
+    return trainer, net
+
+
+def test_amp_kwargs_reach_the_autocast():
+    """SupervisedTrainer's ``amp_kwargs`` go to ``torch.autocast``; a ``dtype`` there is the autocast dtype."""
+    trainer, net = _plain_trainer(amp=True, amp_kwargs={"dtype": "bfloat16", "cache_enabled": False})
+    seen = []
+    net.final_conv.register_forward_hook(
+        lambda m, i, o: seen.append((o.dtype, torch.is_autocast_enabled("cpu"), torch.is_autocast_cache_enabled()))
+    )
+    trainer.run()
+    assert trainer.autocast_dtype == torch.bfloat16 and trainer.amp_kwargs == {"cache_enabled": False}
+    assert seen == [(torch.bfloat16, True, False)] * 2
+    off, net_off = _plain_trainer(amp=True, amp_kwargs={"enabled": False})
+    seen.clear()
+    net_off.final_conv.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    off.run()
+    assert seen == [torch.float32] * 2
+
+
+def test_amp_kwargs_that_contradict_the_engine_are_one_line_errors():
+    with pytest.raises(ValueError, match=r"^amp_kwargs cannot set device_type: IACTrainer autocasts on the device"):
+        _plain_trainer(amp=True, amp_kwargs={"device_type": "cuda"})
+    with pytest.raises(ValueError, match=r"^amp_dtype=float16 and amp_kwargs dtype=torch.bfloat16 disagree"):
+        _plain_trainer(amp=True, amp_dtype="float16", amp_kwargs={"dtype": torch.bfloat16})
+
+
+def test_compile_is_honoured_with_metatensor_batches():
+    """``compile=True`` compiles the network as SupervisedTrainer does; MetaTensor batches reach it as plain
+    tensors and the prediction in ``engine.state.output`` carries the input's meta."""
+    from monai.data import MetaTensor
+
+    torch.manual_seed(0)
+    net = BasicUNet(2, 1, 2, features=(8, 8, 8, 8, 8, 8), norm="batch")
+    data = [{"image": MetaTensor(d["image"], meta={"case": "c1"}), "label": MetaTensor(d["label"])} for d in _data(8, 1)]
+    loader = DataLoader(data, batch_size=4)
+    trainer = IACTrainer("cpu", 1, loader, net, torch.optim.SGD(net.parameters(), lr=0.01),
+                         DiceCELoss(to_onehot_y=True, softmax=True), decollate=False, compile="true",
+                         compile_kwargs={"backend": "eager"})  # fmt: skip
+    assert isinstance(trainer.network, torch._dynamo.eval_frame.OptimizedModule)
+    assert trainer.network._orig_mod is net
+    before = net.final_conv.weight.detach().clone()
+    trainer.run()
+    assert not torch.equal(before, net.final_conv.weight)  # the compiled network's weights are the net's
+    image, pred = trainer.state.output["image"], trainer.state.output["pred"]
+    assert isinstance(image, MetaTensor) and isinstance(pred, MetaTensor)
+    assert pred.meta["case"] == image.meta["case"] and "c1" in image.meta["case"]  # collated: one per item
+
+
+def test_the_search_refuses_compile_with_one_line():
+    with pytest.raises(ValueError, match=r"^IACSearchTrainer does not support compile=True: pruning deletes ops"):
+        IACSearchTrainer("cpu", 1, [], [], implant_search_cells(BasicUNet(2, 1, 2, features=(8, 8, 8, 8, 8, 8)),
+                         cell_channels=8, ops=OPS), torch.optim.SGD([torch.zeros(1, requires_grad=True)]), None,
+                         None, compile=True)  # fmt: skip
+
+
 def _comparable(hist):
     """The history without wall-clock numbers."""
     drop = {"wall_clock_s", "elapsed_s", "total_wall_clock_s"}
