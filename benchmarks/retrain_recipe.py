@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from iac_components.benchmark.runner import per_patient_dice  # noqa: E402
+from iac_components.benchmark.runner import per_patient_metrics  # noqa: E402
 from iac_components.demo import DEMO_OVERRIDES, _run, find_bundle  # noqa: E402
 from iac_components.stats import paired_comparison  # noqa: E402
 from iac_components.utils import machine_info, write_json_atomic  # noqa: E402
@@ -70,7 +70,7 @@ def main() -> None:
             cells = d / "cell_contribution.json"
             rows.setdefault(name, {})[arm] = {
                 "retrain_s": seconds, "mean_dice": summary["mean_dice"],
-                "per_patient": per_patient_dice(d / "evaluation" / "iac" / "metrics_per_case.csv"),
+                "per_patient": {p: m["dice"] for p, m in per_patient_metrics(d / "evaluation" / "iac" / "metrics_per_case.csv").items()},
                 "cells": json.loads(cells.read_text()) if cells.is_file() else None,
             }
         rows[name]["iac_vs_no_cells"] = paired_comparison(rows[name]["iac"]["per_patient"], rows[name]["no_cells"]["per_patient"])

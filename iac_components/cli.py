@@ -31,16 +31,19 @@ class IAC:
 
         run_demo(out, patients=patients, seed=seed, threads=threads)
 
-    def benchmark(self, out: str = "benchmarks/runs/lth_vs_full", seeds: Any = (0, 1, 2), epochs: int = 200,
-                  retrain_epochs: int = 6, patients: int = 20, dataset_dir: str | None = None,
-                  results: str = "benchmarks/results/lth_vs_full", lth_overrides: dict | None = None,
-                  search_overrides: dict | None = None):
-        """Full search vs IAC-LTH with controls (random genotype, no cells) and paired statistics, per seed;
-        writes RESULTS.json and RESULTS.md (synthetic ACDC layout unless DATASET_DIR is given)."""
+    def benchmark(self, out: str = "benchmarks/runs/lth_vs_full", seeds: Any = (1, 2, 3), epochs: int = 100,
+                  retrain_epochs: int = 6, n_random: int = 5, noise_seeds: Any = (), patients: int = 60,
+                  dataset_dir: str | None = None, results: str = "benchmarks/results/lth_vs_full",
+                  margin: float = 0.005, report_only: bool = False, lth_overrides: dict | None = None,
+                  search_overrides: dict | None = None, threads: int | None = None):
+        """The evidence: per seed the baseline, the full search and IAC-LTH, the truncated control, and retrains of
+        their cells, N_RANDOM random cells and no cells, evaluated per patient; pooled into paired tests (TOST for
+        LTH vs full at MARGIN) in RESULTS.json and RESULTS.md. Seeds resume; --report_only pools what finished."""
         from iac_components.benchmark.runner import run_benchmark
 
-        run_benchmark(out, seeds, epochs, retrain_epochs, patients, dataset_dir, results=results,
-                      lth_overrides=lth_overrides, search_overrides=search_overrides)
+        run_benchmark(out, seeds, epochs, retrain_epochs, n_random, noise_seeds, patients, dataset_dir,
+                      results=results, margin=margin, report_only=report_only, lth_overrides=lth_overrides,
+                      search_overrides=search_overrides, threads=threads)
 
     def report(self, run_dir: str, out: str | None = None, group: int = 0):
         """Figures and tables of a search: RUN_DIR holds search_history.json (or is the file); OUT defaults to

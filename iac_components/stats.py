@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["compare_runs", "paired_comparison", "per_patient_dice"]
+__all__ = ["compare_runs", "paired_comparison", "per_patient_dice", "tost_paired"]
 
 
 def per_patient_dice(rows: Sequence[Mapping[str, Any]], classes: Sequence[str] | None = None) -> dict[str, float]:
@@ -75,4 +75,46 @@ def compare_runs(rows: Mapping[str, Sequence[Mapping[str, Any]]], reference: str
         "reference": reference,
         "per_patient_dice": dice,
         "vs_reference": {n: paired_comparison(dice[n], dice[reference]) for n in rows if n != reference},
+    }
+
+
+def tost_paired(a: Mapping[str, float], b: Mapping[str, float], margin: float, alpha: float = 0.05) -> dict[str, Any]:
+    """Equivalence of ``a`` and ``b`` within ``±margin`` by two one-sided paired t-tests (TOST, Schuirmann).
+
+    ``p_lower`` tests H0: mean(a - b) <= -margin, ``p_upper`` H0: mean(a - b) >= +margin; ``p_tost`` is the larger
+    of the two, and the two are equivalent at level ``alpha`` when ``p_tost < alpha`` (equivalently, when the
+    ``1 - 2 alpha`` confidence interval of the mean difference, ``ci90`` at the default, lies inside the margin).
+
+    Raises:
+        ValueError: fewer than two shared patients, or a margin that is not positive.
+    """
+    from scipy.stats import t as student_t
+
+    if not margin > 0:
+        raise ValueError(f"the equivalence margin must be > 0, got {margin}")
+    common = sorted(set(a) & set(b))
+    if len(common) < 2:
+        raise ValueError(f"TOST needs at least two shared patients, got {len(common)}")
+    d = np.array([a[p] - b[p] for p in common], dtype=np.float64)
+    n, mean = len(d), float(d.mean())
+    se = float(d.std(ddof=1) / np.sqrt(n))
+    df = n - 1
+    if se == 0.0:  # identical differences: equivalent exactly when they lie inside the margin
+        p_lower = 0.0 if mean > -margin else 1.0
+        p_upper = 0.0 if mean < margin else 1.0
+        half = 0.0
+    else:
+        p_lower = float(student_t.sf((mean + margin) / se, df))
+        p_upper = float(student_t.cdf((mean - margin) / se, df))
+        half = float(student_t.ppf(1 - alpha, df) * se)
+    p_tost = max(p_lower, p_upper)
+    return {
+        "n_pairs": n,
+        "margin": float(margin),
+        "mean_diff": mean,
+        "p_lower": p_lower,
+        "p_upper": p_upper,
+        "p_tost": p_tost,
+        f"ci{round(100 * (1 - 2 * alpha))}": [mean - half, mean + half],
+        "equivalent": bool(p_tost < alpha),
     }

@@ -44,50 +44,78 @@ def test_paired_comparison_is_per_patient_with_a_ci_and_wilcoxon():
     assert same["wilcoxon_p"] == 1.0 and same["mean_diff"] == 0.0
 
 
-def test_pooled_tests_pair_arms_per_seed_and_patient():
-    """Each seed draws its own folds, so the test patients differ between seeds: the pooled comparison pairs the
-    arms within a seed, one unit per (seed, test patient), and never averages different patients together."""
-    from iac_components.benchmark.report import ARMS, summarize_seeds
-
-    def seed_run(patients: list[str], lift: float) -> dict:
-        arms = {arm: {"mean_dice": 0.8, "cell_gamma": [0.0],
-                      "per_patient": {p: 0.7 + 0.01 * n + (lift if arm == "lth" else 0.0) for n, p in enumerate(patients)}}
-                for arm in ARMS}  # fmt: skip
-        return {"speedup": 2.0, "speedup_vs_200_epochs_extrapolated": 10.0, "full": {"genotype": A.to_dict()},
-                "agreement_lth_vs_full": {"edges": 1.0, "inputs": 1.0, "nodes": 1.0}, "arms": arms}
-
-    report = {"seeds": {"0": seed_run(["p1", "p2", "p3"], 0.02), "1": seed_run(["p3", "p4", "p5", "p6"], 0.02)}}
-    s = summarize_seeds(report)["summary"]
-    assert s["paired_units"] == {"pairs": 7, "distinct_patients": 6}
-    t = s["tests"]["lth_vs_full"]
-    assert t["n_patients"] == 7 and t["mean_diff"] == pytest.approx(0.02) and t["wins"] == 7
-    assert s["tests"]["full_vs_no_cells"]["mean_diff"] == pytest.approx(0.0)
-    assert s["agreement_full_vs_full"] == {"edges": 1.0, "inputs": 1.0, "nodes": 1.0}
+def _seed_result(seed: int, patients: list[str], lift: float, noise: bool = False) -> dict:
+    """A run_seed result: every arm at 0.70 + 0.01 n for patient n, LTH ``lift`` above, no cells 0.05 below."""
+    arms = ["full", "lth", "truncated", "no_cells", "random_0", "random_1"]
+    shift = {"lth": lift, "no_cells": -0.05, "random_0": -0.01, "random_1": -0.03}
+    per = {a: {p: {"dice": 0.7 + 0.01 * n + shift.get(a, 0.0), "dice_per_class": {"LV": 0.9 + shift.get(a, 0.0)},
+                   "hd95": 3.0} for n, p in enumerate(patients)} for a in arms}  # fmt: skip
+    search = {"genotype": A.to_dict(), "wall_clock_s": 100.0, "epochs": 10, "arch_steps": 100, "decided_at": None,
+              "ops_alive": [112] * 10, "epoch_wall_clock_s": [10.0] * 10}  # fmt: skip
+    searches = {"full": search, "lth": {**search, "wall_clock_s": 40.0, "epochs": 4, "ops_alive": [112, 60, 20, 8],
+                                        "decided_at": {"epoch": 4}}}  # fmt: skip
+    if noise:
+        searches["full_seed11"] = {**search, "genotype": random_genotype(5).to_dict()}
+    return {"seed": seed, "stages_s": {"baseline": 30.0, "retrain_lth": 20.0}, "searches": searches,
+            "truncated": {"genotype": A.to_dict(), "arch_step": 40},
+            "arms": {a: {"mean_dice": 0.8, "cell_gamma": [0.1], "per_patient": per[a]} for a in arms}}  # fmt: skip
 
 
-def test_report_reads_cell_gammas_and_tabulates_epoch_cost(tmp_path):
-    """γ comes from the retrained checkpoint (``{"model": state}`` as the bundles save it); the markdown shows the
-    largest |γ| per seed and each LTH epoch's ops alive against its wall-clock."""
+def test_pooled_report_pairs_per_seed_and_patient_in_the_stable_shape():
+    """Each seed draws its own folds: one unit per (seed, test patient); the JSON has the documented keys."""
+    from iac_components.benchmark.genotypes import chance_agreement
+    from iac_components.benchmark.report import pooled_report, render_markdown
+
+    r = pooled_report([_seed_result(1, ["p1", "p2", "p3"], 0.001, noise=True), _seed_result(2, ["p3", "p4", "p5", "p6"], 0.001)])
+    assert r["units"] == {"pairs": 7, "distinct_patients": 6}
+    c = r["comparisons"]
+    assert set(c) >= {"full_vs_no_cells", "full_vs_random", "lth_vs_full", "lth_vs_no_cells", "truncated_vs_full"}
+    for name in ("full_vs_no_cells", "full_vs_random", "lth_vs_full", "lth_vs_no_cells", "truncated_vs_full"):
+        assert set(c[name]) >= {"mean_diff", "ci95", "p_wilcoxon", "n_pairs"} and c[name]["n_pairs"] == 7
+    assert c["full_vs_no_cells"]["mean_diff"] == pytest.approx(0.05)
+    assert c["full_vs_random"]["mean_diff"] == pytest.approx(0.02)  # against the random cells' mean per patient
+    assert [e["mean_diff"] for e in c["full_vs_random_each"]] == pytest.approx([0.01, 0.03])
+    assert c["lth_vs_full"]["mean_diff"] == pytest.approx(0.001) and c["lth_vs_full"]["p_tost"] < 0.05
+    assert c["lth_vs_full"]["per_class_mean_diff"] == {"LV": pytest.approx(0.001)}
+    a = r["agreement"]
+    assert a["chance"] == chance_agreement() and a["lth_vs_full"]["edges"] == 1.0
+    assert a["full_vs_full"]["n_pairs"] == 1  # seed 1's two full searches, same folds and baseline
+    assert r["speedup"]["per_seed"] == [2.5, 2.5] and r["speedup"]["full_search_epochs"] == [10, 10]
+    assert r["speedup"]["ops_epochs_ratio_per_seed"] == pytest.approx([1120 / 200] * 2)
+    md = render_markdown(r)
+    assert "## Positive control" in md and "| full vs no cells |" in md and "| chance (two random cells, exact) |" in md
+
+
+def test_truncated_genotype_and_per_patient_metrics(tmp_path):
+    """The truncated control derives from the last recorded check at or before LTH's stop; the per-patient
+    metrics average a patient's cases."""
+    from iac_components.benchmark.runner import per_patient_metrics, truncated_genotype
+
+    def check(step, best):
+        alpha = {f"{i}->{j}": {"conv_3x3": 1.0 if best == "conv" else 0.0, "skip_connect": 0.5}
+                 for j in range(2, 6) for i in range(j)}  # fmt: skip
+        beta = {str(j): {str(i): float(i == 0 or i == 1) for i in range(j)} for j in range(2, 6)}
+        return {"arch_step": step, "alpha": [alpha], "beta": [beta]}
+
+    history = {"epochs": [{"checks": [check(10, "conv")]}, {"checks": [check(20, "skip")]}]}
+    g, at = truncated_genotype(history, 15)
+    assert at == 10 and all(op == "conv_3x3" for _, _, op in g.edges())
+    g, at = truncated_genotype(history, 25)
+    assert at == 20 and all(op == "skip_connect" for _, _, op in g.edges())
+    with pytest.raises(ValueError, match="no check at or before arch step 5"):
+        truncated_genotype(history, 5)
+    (tmp_path / "m.csv").write_text("case_id,patient_id,dice_RV,dice_LV,hd95_RV,hd95_LV\n"
+                                    "p1_ED,p1,0.8,0.6,2,4\np1_ES,p1,0.6,0.6,2,4\np2_ED,p2,1.0,0.8,1,1\n")
+    m = per_patient_metrics(tmp_path / "m.csv")
+    assert m["p1"]["dice"] == pytest.approx(0.65) and m["p1"]["dice_per_class"] == pytest.approx({"RV": 0.7, "LV": 0.6})
+    assert m["p1"]["hd95"] == pytest.approx(3.0) and m["p2"]["dice"] == pytest.approx(0.9)
+
+
+def test_cell_gammas_come_from_the_retrained_checkpoint(tmp_path):
     import torch
 
-    from iac_components.benchmark.report import ARMS, render_markdown, summarize_seeds
     from iac_components.benchmark.runner import _gammas
 
     torch.save({"model": {"cells.cells.0.gamma": torch.tensor([0.25]), "cells.cells.1.gamma": torch.tensor([-0.5]),
                           "backbone.w": torch.zeros(2)}}, tmp_path / "model.pt")  # fmt: skip
     assert _gammas(tmp_path / "model.pt") == [0.25, 0.5]
-
-    arms = {arm: {"mean_dice": 0.8, "cell_gamma": [] if arm == "no_cells" else [0.25, -0.5],
-                  "per_patient": {"p1": 0.7, "p2": 0.8}} for arm in ARMS}  # fmt: skip
-    run = {"speedup": 2.0, "speedup_vs_200_epochs_extrapolated": 10.0,
-           "full": {"genotype": A.to_dict(), "wall_clock_s": 100.0, "epochs": 3, "arch_steps": 30, "decided_at": None,
-                    "epoch_wall_clock_s": [5.0, 20.0, 22.0]},
-           "lth": {"genotype": A.to_dict(), "wall_clock_s": 50.0, "epochs": 3, "arch_steps": 20,
-                   "decided_at": {"epoch": 3, "arch_step": 20}, "ops_alive": [112, 40, 8],
-                   "epoch_wall_clock_s": [5.0, 12.5, 3.0]},
-           "agreement_lth_vs_full": {"edges": 1.0, "inputs": 1.0, "nodes": 1.0}, "arms": arms}  # fmt: skip
-    report = {"command": "iac benchmark", "machine": {"cpu": "cpu", "cores": 2, "torch": "2", "torch_threads": 1},
-              "config": {"dataset_dir": "/x/raw", "epochs": 3, "seeds": [0]}, "seeds": {"0": run}}  # fmt: skip
-    md = render_markdown(summarize_seeds(report))
-    assert "| lth | 0.8000 | 0.8000 | 0.5000 |" in md and "| no_cells | 0.8000 | 0.8000 | - |" in md
-    assert "| 0 | 21.0 | 112/5.0, 40/12.5, 8/3.0 |" in md

@@ -1,22 +1,26 @@
-"""``iac benchmark``: the full 200-epoch-style search against IAC-LTH, with controls and paired statistics.
+"""``iac benchmark``: the evidence for IAC-LTH on data where cells can matter, with its controls and statistics.
 
-For each seed, on the same data and folds: the baseline, the full search and the IAC-LTH search, and four retrain
-arms (the full search's genotype, the LTH genotype, a random genotype, no cells), evaluated per patient on the
-test patients; the rule replayed on the full search for calibration. One module per part:
+Per seed: the baseline, the full search (to its budget) and the IAC-LTH search, the truncated control, and the
+retrain arms (the full search's cell, LTH's, the truncated one, random cells, no cells), evaluated per patient on
+a large test fold. One module per part:
 
-* :mod:`~iac_components.benchmark.runner`: :func:`run_benchmark`, which runs every arm through the bundle's configs;
-* :mod:`~iac_components.benchmark.report`: the seeds pooled into paired tests, and the markdown report;
+* :mod:`~iac_components.benchmark.runner`: :func:`run_benchmark` and :func:`run_seed`, through the bundle's configs;
+* :mod:`~iac_components.benchmark.report`: :func:`pooled_report` (the paired comparisons, TOST, agreement beside
+  chance, the speed-up measured in the same run) and the markdown report;
 * :mod:`~iac_components.benchmark.calibration`: :func:`replay_rule` and :func:`sweep_rules`, the rule replayed on a
   recorded full search;
-* :mod:`~iac_components.benchmark.genotypes`: :func:`random_genotype` (the random arm) and
-  :func:`genotype_agreement`.
+* :mod:`~iac_components.benchmark.genotypes`: :func:`random_genotype`, :func:`genotype_agreement` and
+  :func:`chance_agreement`.
 """
 
 from __future__ import annotations
 
 from iac_components.benchmark.calibration import SWEEP, replay_rule, sweep_rules
-from iac_components.benchmark.genotypes import genotype_agreement, random_genotype
-from iac_components.benchmark.report import ARMS
-from iac_components.benchmark.runner import run_benchmark
+from iac_components.benchmark.genotypes import chance_agreement, genotype_agreement, random_genotype
+from iac_components.benchmark.report import pooled_report
+from iac_components.benchmark.runner import EVIDENCE_DATA, run_benchmark, run_seed
 
-__all__ = ["ARMS", "SWEEP", "genotype_agreement", "random_genotype", "replay_rule", "run_benchmark", "sweep_rules"]
+__all__ = [
+    "EVIDENCE_DATA", "SWEEP", "chance_agreement", "genotype_agreement", "pooled_report", "random_genotype",
+    "replay_rule", "run_benchmark", "run_seed", "sweep_rules",
+]  # fmt: skip

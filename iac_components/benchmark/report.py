@@ -1,10 +1,18 @@
-"""The benchmark's report: the seeds pooled into paired tests, and the markdown rendering.
+"""The benchmark's report: finished seeds pooled into paired comparisons, agreement beside chance, honest cost.
 
-Reported (JSON + markdown): wall-clock of each search and the speed-up (warm-up and every epoch counted for
-both; retraining apart), epochs and arch steps, ops alive per epoch; genotype agreement LTH vs full per edge and
-per node, beside full vs full across seeds (the noise floor); test Dice per arm (mean, per class) with a
-Wilcoxon signed-rank test and a bootstrap 95 % CI per patient for LTH vs full and each arm vs the baseline; the
-rule calibration sweep (:mod:`iac_components.benchmark.calibration`) when the report has one.
+The paired unit is (seed, test patient): every arm of a seed is evaluated on the same test patients, and each
+seed draws its own folds, so a patient can be a test patient of more than one seed (``distinct_patients``
+says how many there are). ``lth_vs_full.json`` has a stable shape a script can read::
+
+    {"comparisons": {"full_vs_no_cells": {...}, "full_vs_random": {...}, "lth_vs_full": {..., "p_tost": ...},
+                     "lth_vs_no_cells", "truncated_vs_full", "lth_vs_truncated", "random_vs_no_cells",
+                     "full_vs_random_each": [{...} per random cell]},
+     "agreement": {"lth_vs_full", "full_vs_full", "truncated_vs_full", "chance"} (each edges / inputs / nodes),
+     "speedup": {"per_seed", "mean", "full_search_epochs", "ops_epochs_ratio_per_seed"},
+     "pipeline_cost_s": {...}, "units": {...}, "arms": {...}, "seeds": [...], "command", "machine", "config"}
+
+each comparison with ``mean_diff``, ``ci95`` [lo, hi] (bootstrap), ``p_wilcoxon``, ``n_pairs``, per-class Dice
+and HD95 differences.
 """
 
 from __future__ import annotations
@@ -14,137 +22,185 @@ from typing import Any
 
 import numpy as np
 
-from iac_components.benchmark.genotypes import genotype_agreement
+from iac_components.benchmark.genotypes import chance_agreement, genotype_agreement
 from iac_components.genotype import Genotype
-from iac_components.stats import paired_comparison
+from iac_components.stats import paired_comparison, tost_paired
 
-__all__ = ["ARMS", "render_markdown", "summarize_seeds"]
+__all__ = ["pooled_report", "render_markdown"]
 
-ARMS = ("full", "lth", "random", "no_cells")
-"""The retrain arms of every seed, in report order."""
+KEYS = ("edges", "inputs", "nodes")
 
 
-def summarize_seeds(report: dict[str, Any]) -> dict[str, Any]:
-    """Pool the seeds: the paired unit is (seed, test patient); every arm of a seed has the same test patients."""
-    seeds = report["seeds"]
-    if not seeds:
+def _units(results: list[dict[str, Any]], arm: str, what: str = "dice") -> dict[str, float]:
+    """``{"seed<S>/<patient>": value}`` of one arm over the finished seeds."""
+    out = {}
+    for r in results:
+        for p, m in r.get("arms", {}).get(arm, {}).get("per_patient", {}).items():
+            v = m[what] if what in m else None
+            if v is not None:
+                out[f"seed{r['seed']}/{p}"] = float(v)
+    return out
+
+
+def _class_units(results: list[dict[str, Any]], arm: str, cls: str) -> dict[str, float]:
+    return {f"seed{r['seed']}/{p}": m["dice_per_class"][cls] for r in results
+            for p, m in r.get("arms", {}).get(arm, {}).get("per_patient", {}).items()}  # fmt: skip
+
+
+def _compare(results: list[dict[str, Any]], a: str | dict[str, float], b: str | dict[str, float]) -> dict[str, Any]:
+    ua = _units(results, a) if isinstance(a, str) else a
+    ub = _units(results, b) if isinstance(b, str) else b
+    c = paired_comparison(ua, ub)
+    out = {"mean_diff": c["mean_diff"], "ci95": c["ci95"], "p_wilcoxon": c["wilcoxon_p"], "n_pairs": c["n_patients"],
+           "mean_a": c["mean_a"], "mean_b": c["mean_b"], "wins": c["wins"], "losses": c["losses"]}  # fmt: skip
+    if isinstance(a, str) and isinstance(b, str):
+        classes = sorted({k for r in results for m in r["arms"][a]["per_patient"].values() for k in m["dice_per_class"]})
+        out["per_class_mean_diff"] = {k: paired_comparison(_class_units(results, a, k), _class_units(results, b, k))
+                                      ["mean_diff"] for k in classes}  # fmt: skip
+        ha, hb = _units(results, a, "hd95"), _units(results, b, "hd95")
+        if set(ha) & set(hb):
+            h = paired_comparison(ha, hb)
+            out["hd95_mean_diff"], out["hd95_ci95"] = h["mean_diff"], h["ci95"]
+    return out
+
+
+def _mean_agreement(pairs: list[tuple[Genotype, Genotype]]) -> dict[str, float] | None:
+    if not pairs:
+        return None
+    a = [genotype_agreement(x, y) for x, y in pairs]
+    return {k: float(np.mean([v[k] for v in a])) for k in KEYS} | {"n_pairs": len(pairs)}
+
+
+def pooled_report(results: list[dict[str, Any]], margin: float = 0.005) -> dict[str, Any]:
+    """Pool the finished seeds (each a :func:`~iac_components.benchmark.runner.run_seed` result)."""
+    results = [r for r in results if r.get("arms")]
+    report: dict[str, Any] = {"seeds": [r["seed"] for r in results], "comparisons": {}, "agreement": {}}
+    if not results:
         return report
-    pooled: dict[str, dict[str, float]] = {}
-    for arm in ARMS:
-        units = {f"seed{seed}/{p}": v for seed, s in seeds.items() if arm in s.get("arms", {})
-                 for p, v in s["arms"][arm]["per_patient"].items()}
-        if units:
-            pooled[arm] = units
-    tests = {}
-    if "lth" in pooled and "full" in pooled:
-        tests["lth_vs_full"] = paired_comparison(pooled["lth"], pooled["full"])
-    for arm in ("full", "lth", "random"):
-        if arm in pooled and "no_cells" in pooled:
-            tests[f"{arm}_vs_no_cells"] = paired_comparison(pooled[arm], pooled["no_cells"])
-    fulls = [Genotype.from_dict(s["full"]["genotype"]) for s in seeds.values() if "full" in s]
-    floor = [genotype_agreement(a, b) for a, b in combinations(fulls, 2)]
-    report["summary"] = {
-        "speedup": {"per_seed": [s["speedup"] for s in seeds.values() if "speedup" in s],
-                    "mean": float(np.mean([s["speedup"] for s in seeds.values() if "speedup" in s]))},
-        "speedup_vs_200_epochs_extrapolated": {
-            "per_seed": [s["speedup_vs_200_epochs_extrapolated"] for s in seeds.values() if "speedup" in s],
-            "mean": float(np.mean([s["speedup_vs_200_epochs_extrapolated"] for s in seeds.values() if "speedup" in s])),
-        },
-        "agreement_lth_vs_full": {k: float(np.mean([s["agreement_lth_vs_full"][k] for s in seeds.values()
-                                                    if "agreement_lth_vs_full" in s])) for k in ("edges", "inputs", "nodes")},
-        "agreement_full_vs_full": {k: float(np.mean([f[k] for f in floor])) for k in ("edges", "inputs", "nodes")} if floor else None,
-        "paired_units": {"pairs": len(pooled.get("no_cells", {})),
-                         "distinct_patients": len({u.split("/", 1)[1] for u in pooled.get("no_cells", {})})},
-        "mean_dice": {arm: float(np.mean([s["arms"][arm]["mean_dice"] for s in seeds.values() if arm in s.get("arms", {})]))
-                      for arm in ARMS if any(arm in s.get("arms", {}) for s in seeds.values())},
-        "tests": tests,
+    arms = [a for a in results[0]["arms"] if all(a in r["arms"] for r in results)]
+    randoms = [a for a in arms if a.startswith("random_")]
+    # the random cells of a seed, averaged per patient: the distribution's mean as one arm
+    random_mean = {u: float(np.mean([_units(results, a)[u] for a in randoms])) for u in _units(results, randoms[0])} if randoms else {}
+    comp = report["comparisons"]
+    comp["full_vs_no_cells"] = _compare(results, "full", "no_cells")
+    if randoms:
+        comp["full_vs_random"] = _compare(results, _units(results, "full"), random_mean)
+        comp["full_vs_random_each"] = [{"arm": a, **_compare(results, "full", a)} for a in randoms]
+        comp["random_vs_no_cells"] = _compare(results, random_mean, _units(results, "no_cells"))
+    comp["lth_vs_full"] = _compare(results, "lth", "full")
+    tost = tost_paired(_units(results, "lth"), _units(results, "full"), margin=margin)
+    comp["lth_vs_full"].update(p_tost=tost["p_tost"], tost_margin=margin, ci90=tost["ci90"], equivalent=tost["equivalent"])
+    comp["lth_vs_no_cells"] = _compare(results, "lth", "no_cells")
+    comp["truncated_vs_full"] = _compare(results, "truncated", "full")
+    comp["lth_vs_truncated"] = _compare(results, "lth", "truncated")
+
+    def g(r: dict[str, Any], name: str) -> Genotype:
+        return Genotype.from_dict(r["searches"][name]["genotype"])
+
+    full_pairs = []
+    for r in results:  # full searches of one seed that differ only in the search seed
+        fulls = [g(r, n) for n in r["searches"] if n == "full" or n.startswith("full_seed")]
+        full_pairs += list(combinations(fulls, 2))
+    report["agreement"] = {
+        "lth_vs_full": _mean_agreement([(g(r, "lth"), g(r, "full")) for r in results]),
+        "lth_vs_full_per_seed": {str(r["seed"]): genotype_agreement(g(r, "lth"), g(r, "full")) for r in results},
+        "full_vs_full": _mean_agreement(full_pairs),
+        "truncated_vs_full": _mean_agreement([(Genotype.from_dict(r["truncated"]["genotype"]), g(r, "full")) for r in results]),
+        "chance": chance_agreement(),
     }
+    per_seed = [r["searches"]["full"]["wall_clock_s"] / r["searches"]["lth"]["wall_clock_s"] for r in results]
+    ops = [sum(r["searches"]["full"]["ops_alive"]) / sum(r["searches"]["lth"]["ops_alive"]) for r in results]
+    report["speedup"] = {
+        "per_seed": per_seed,
+        "mean": float(np.mean(per_seed)),
+        "full_search_epochs": [r["searches"]["full"]["epochs"] for r in results],
+        "lth_epochs": [r["searches"]["lth"]["epochs"] for r in results],
+        "lth_decided": [r["searches"]["lth"]["decided_at"] is not None for r in results],
+        # machine-independent proxy: ops alive summed over the search's epochs (the full search keeps all)
+        "ops_epochs_ratio_per_seed": ops,
+    }
+    report["pipeline_cost_s"] = {
+        str(r["seed"]): {
+            "baseline": r["stages_s"].get("baseline"),
+            "lth_search": r["searches"]["lth"]["wall_clock_s"],
+            "full_search": r["searches"]["full"]["wall_clock_s"],
+            "retrain": r["stages_s"].get("retrain_lth"),
+        }
+        for r in results
+    }
+    units = _units(results, "no_cells")
+    report["units"] = {"pairs": len(units), "distinct_patients": len({u.split("/", 1)[1] for u in units})}
+    report["arms"] = {
+        a: {"mean_dice": float(np.mean(list(_units(results, a).values()))),
+            "largest_gamma_per_seed": [max(r["arms"][a]["cell_gamma"], default=0.0) for r in results]}
+        for a in arms
+    }  # fmt: skip
     return report
 
 
+def _row(name: str, c: dict[str, Any]) -> str:
+    tost = f" | {c['p_tost']:.3g}" if "p_tost" in c else " | "
+    return (f"| {name} | {c['mean_a']:.4f} vs {c['mean_b']:.4f} | {c['mean_diff']:+.4f} | {c['ci95'][0]:+.4f}..{c['ci95'][1]:+.4f} | "
+            f"{c['p_wilcoxon']:.3g}{tost} | {c['n_pairs']} |")  # fmt: skip
+
+
 def render_markdown(report: dict[str, Any]) -> str:
-    """The report as markdown: per-seed searches, test Dice per arm, paired tests, epoch cost, calibration sweep."""
-    s = report.get("summary", {})
-    m = report["machine"]
+    """The report as markdown: the positive control first, then LTH against the full search and the controls."""
+    m = report.get("machine", {})
     lines = [
-        "# Full search vs IAC-LTH (synthetic ACDC layout)" if "raw" in report["config"]["dataset_dir"] else "# Full search vs IAC-LTH",
+        "# Evidence: do the cells help, and does IAC-LTH match the full search? (synthetic ACDC with headroom)",
         "",
-        f"Command: `{report['command']}`  ",
-        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), CPU only.  ",
-        f"Full search: {report['config']['epochs']} epochs, prune off (observe-only handler); LTH: the same with the JSD "
-        "rule; wall-clock counts every epoch of each search, warm-up included; retraining is reported apart.",
-        "",
-        "| seed | full: s / epochs / arch steps | LTH: s / epochs / arch steps | speed-up | LTH decided | agreement edges / inputs / nodes |",
-        "|---|---|---|---|---|---|",
+        f"Command: `{report.get('command', '')}`  ",
+        f"Machine: {m.get('cpu')}, {m.get('cores')} cores, torch {m.get('torch')} ({m.get('torch_threads')} threads), CPU only.  ",
+        f"Seeds finished: {report['seeds']}.",
     ]
-    for seed, r in report["seeds"].items():
-        if "speedup" not in r:
-            continue
-        f, lt, a = r["full"], r["lth"], r["agreement_lth_vs_full"]
-        lines.append(
-            f"| {seed} | {f['wall_clock_s']:.0f} / {f['epochs']} / {f['arch_steps']} | {lt['wall_clock_s']:.0f} / "
-            f"{lt['epochs']} / {lt['arch_steps']} | {r['speedup']:.2f}x | {'yes' if lt['decided_at'] else 'no'} | "
-            f"{a['edges']:.2f} / {a['inputs']:.2f} / {a['nodes']:.2f} |"
-        )
-    if s:
-        floor = s.get("agreement_full_vs_full")
-        lines += [
-            "",
-            f"Mean speed-up {s['speedup']['mean']:.2f}x against the {report['config']['epochs']}-epoch full search "
-            f"measured here; {s['speedup_vs_200_epochs_extrapolated']['mean']:.1f}x against a 200-epoch full search "
-            "(extrapolated: the full search's mean epoch wall-clock x 200). Genotype agreement LTH vs full (edges / inputs / nodes): "
-            + " / ".join(f"{s['agreement_lth_vs_full'][k]:.2f}" for k in ("edges", "inputs", "nodes"))
-            + ("; full vs full across seeds (noise floor): " + " / ".join(f"{floor[k]:.2f}" for k in ("edges", "inputs", "nodes"))
-               if floor else ""),
-            "",
-            "| arm | mean test Dice (over seeds) | per seed | largest cell γ per seed |",
-            "|---|---|---|---|",
-        ]
-        for arm, v in s["mean_dice"].items():
-            rs = [r["arms"][arm] for r in report["seeds"].values() if arm in r.get("arms", {})]
-            per = ", ".join(f"{a['mean_dice']:.4f}" for a in rs)
-            gam = ", ".join(f"{max(map(abs, a['cell_gamma'])):.4f}" if a.get("cell_gamma") else "-" for a in rs)
-            lines.append(f"| {arm} | {v:.4f} | {per} | {gam} |")
-        units = s.get("paired_units", {})
-        lines += ["", f"Paired tests: one pair per (seed, test patient) ({units.get('pairs')} pairs, "
-                      f"{units.get('distinct_patients')} distinct patients; each seed draws its own folds).", "",
-                  "| comparison | mean diff | 95% CI (bootstrap) | Wilcoxon p | pairs |", "|---|---|---|---|---|"]
-        for name, t in s["tests"].items():
-            lines.append(f"| {name.replace('_', ' ')} | {t['mean_diff']:+.4f} | {t['ci95'][0]:+.4f}..{t['ci95'][1]:+.4f} | "
-                         f"{t['wilcoxon_p']:.3g} | {t['n_patients']} |")
-        lines += _epoch_cost_lines(report)
-    sweep = report.get("calibration_sweep")
-    if sweep:
-        lines += ["", f"## Calibration sweep (replayed on seed {report['config']['seeds'][0]}'s full search, "
-                      f"{sweep['total_arch_steps']} arch steps; {len(sweep['rows'])} rules)", "",
-                  "The rule replayed on the full search's recorded checks (exact for each edge's first cut, an "
-                  "approximation after it). Defaults: " + ", ".join(f"{k}={v}" for k, v in sweep["defaults"].items()),
-                  "", "| epsilon | window | patience | margin | keep | replay decided at arch step | ops alive at the end "
-                  "| agreement edges / nodes | safe first cuts |", "|---|---|---|---|---|---|---|---|---|"]
-        default = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in sweep["defaults"].items()}
-        is_default = lambda r: all(r[k] == v for k, v in default.items())  # noqa: E731
-        rows = sorted(sweep["rows"], key=lambda r: (r["ops_alive_end"], r["decided_step"] or 1e9, -r["agreement_edges"]))
-        shown = rows[:20] + [r for r in rows[20:] if is_default(r)]
-        for r in shown:
-            safe = "" if r["safe_first_cuts"] is None else f"{r['safe_first_cuts']:.2f}"
-            mark = " **(default)**" if is_default(r) else ""
-            lines.append(f"| {r['epsilon']:g} | {r['window']} | {r['patience']} | {r['margin']:g} | {r['keep_schedule']}{mark} | "
-                         f"{r['decided_step'] or 'not decided'} | {r['ops_alive_end']} | "
-                         f"{r['agreement_edges']:.2f} / {r['agreement_nodes']:.2f} | {safe} |")
-        lines.append(f"\n(the first 20 of {len(rows)} rows, fewest ops alive and earliest decision first, and the default; "
-                     "all rows in the JSON)")
+    c = report.get("comparisons", {})
+    if not c:
+        return "\n".join(lines + ["", "No seed has finished."]) + "\n"
+    u = report["units"]
+    lines += [
+        f"Paired unit: (seed, test patient), {u['pairs']} pairs, {u['distinct_patients']} distinct patients; mean "
+        "Dice over the foreground classes per patient; bootstrap 95 % CI; Wilcoxon signed-rank; TOST (paired t) at "
+        f"±{report.get('config', {}).get('margin', 0.005)} Dice for LTH vs full.",
+        "",
+        "## Positive control: do retrained cells beat no cells and random cells?",
+        "",
+        "| comparison | mean Dice a vs b | mean diff | 95% CI | Wilcoxon p | TOST p | pairs |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for k in ("full_vs_no_cells", "full_vs_random", "random_vs_no_cells"):
+        if k in c:
+            lines.append(_row(k.replace("_", " "), c[k]))
+    for e in c.get("full_vs_random_each", []):
+        lines.append(_row(f"full vs {e['arm'].replace('_', ' ')}", e))
+    lines += ["", "## IAC-LTH against the full search and the controls", "",
+              "| comparison | mean Dice a vs b | mean diff | 95% CI | Wilcoxon p | TOST p | pairs |", "|---|---|---|---|---|---|---|"]
+    for k in ("lth_vs_full", "lth_vs_no_cells", "truncated_vs_full", "lth_vs_truncated"):
+        if k in c:
+            lines.append(_row(k.replace("_", " "), c[k]))
+    a = report["agreement"]
+    lines += ["", "| genotype agreement (edges / inputs / nodes) | value | pairs |", "|---|---|---|"]
+    for k in ("lth_vs_full", "truncated_vs_full", "full_vs_full", "chance"):
+        v = a.get(k)
+        if v:
+            lines.append(f"| {k.replace('_', ' ')}{' (two random cells, exact)' if k == 'chance' else ''} | "
+                         + " / ".join(f"{v[x]:.3f}" for x in KEYS) + f" | {v.get('n_pairs', '-')} |")
+    s = report["speedup"]
+    lines += [
+        "",
+        f"Speed-up of the search (full search's wall-clock / LTH's, same machine, each to its end): per seed "
+        + ", ".join(f"{x:.2f}x" for x in s["per_seed"]) + f"; mean {s['mean']:.2f}x; full search "
+        + ", ".join(map(str, s["full_search_epochs"])) + " epochs, LTH " + ", ".join(map(str, s["lth_epochs"]))
+        + " epochs (decided: " + ", ".join("yes" if d else "no" for d in s["lth_decided"]) + "). Ops-alive x epochs "
+        "ratio (machine-independent): " + ", ".join(f"{x:.2f}" for x in s["ops_epochs_ratio_per_seed"]) + ".",
+        "",
+        "| seed | baseline (s) | LTH search (s) | full search (s) | retrain (s) |",
+        "|---|---|---|---|---|",
+    ]
+    for seed, p in report["pipeline_cost_s"].items():
+        lines.append(f"| {seed} | " + " | ".join(f"{p[k]:.0f}" if p[k] is not None else "-" for k in
+                                                 ("baseline", "lth_search", "full_search", "retrain")) + " |")
+    lines += ["", "| arm | mean test Dice | largest cell γ per seed |", "|---|---|---|"]
+    for arm, v in report["arms"].items():
+        lines.append(f"| {arm} | {v['mean_dice']:.4f} | " + ", ".join(f"{x:.4f}" for x in v["largest_gamma_per_seed"]) + " |")
     return "\n".join(lines) + "\n"
-
-
-def _epoch_cost_lines(report: dict[str, Any]) -> list[str]:
-    """Pruning makes epochs cheaper: each LTH search's epoch wall-clock against its ops alive."""
-    lines = ["", "## Epoch wall-clock against ops alive (LTH searches; the full search keeps 112 ops)", "",
-             "| seed | full search: median epoch (s) | LTH, epoch by epoch: ops alive at its end / its wall-clock (s) |", "|---|---|---|"]
-    for seed, r in report["seeds"].items():
-        if "lth" not in r:
-            continue
-        full = float(np.median(r["full"]["epoch_wall_clock_s"][1:] or r["full"]["epoch_wall_clock_s"]))
-        lth = ", ".join(f"{o}/{t:.1f}" for o, t in zip(r["lth"]["ops_alive"], r["lth"]["epoch_wall_clock_s"]))
-        lines.append(f"| {seed} | {full:.1f} | {lth} |")
-    lines += ["", "(epoch 1 is the warm-up without arch steps; the last epoch stops when the cell is decided)"]
-    return lines

@@ -52,6 +52,8 @@ def paths_config(spec: BundleSpec) -> dict[str, Any]:
         # the folds follow their own seed, not `seed`: changing the training seed between workflows must not move
         # patients between train and test (a search with --seed 1 over a baseline trained with --seed 0)
         "split_seed": 0,
+        # fold -> share of the patients (search_train, search_val, validation, test); null: 35/35/10/20 %
+        "split_fractions": None,
         # None: the geometry the cache was prepared at (the baseline's), else the dataset's default
         # (iac_components.data.settings); `--spacing` / `--spatial_size` given to train.json carry over
         "spacing": None,
@@ -74,6 +76,7 @@ def data_config(datalists: tuple[str, ...] = ()) -> dict[str, Any]:
             "cache_dir": "@cache_dir",
             "bundle_root": "@bundle_root",
             "split_seed": "@split_seed",
+            "split_fractions": "@split_fractions",
             "spacing": "@spacing",
             "spatial_size": "@spatial_size",
             **refs,

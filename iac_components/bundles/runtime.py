@@ -52,6 +52,8 @@ class BundleData:
         cache_dir: where the preprocessed slice cache and ``splits.json`` go.
         bundle_root: the bundle folder (for the hint of the message when the data is missing).
         split_seed: seed of the patient-level folds.
+        split_fractions: fold -> share of the patients (``search_train``, ``search_val``, ``validation``,
+            ``test``; normalised, so counts work too); None: 35/35/10/20 %.
         official_split: ACDC's official 100/50 training/testing split.
         datalist: training entries ``[{"image", "label"}, ...]`` (or a JSON file of them); None: ``dataset_dir``.
         val_datalist: validation entries; None: drawn from ``datalist``.
@@ -68,6 +70,7 @@ class BundleData:
         official_split: bool | str = False,
         num_workers: int | None = None,
         datalist: Any = None,
+        split_fractions: Mapping[str, float] | None = None,
         val_datalist: Any = None,
         **settings: Any,
     ) -> None:
@@ -109,10 +112,12 @@ class BundleData:
                 manifest_path = prepare_dataset(
                     dataset, None, cache_dir, num_workers=num_workers, adapter=adapter, **overrides
                 )
-                self.splits = datalist_splits(manifest_path, seed=int(split_seed))
+                self.splits = datalist_splits(manifest_path, seed=int(split_seed), fractions=split_fractions)
             else:
                 manifest_path = prepare_dataset(dataset, dataset_dir, cache_dir, num_workers=num_workers, **overrides)
-                self.splits = make_splits(manifest_path, seed=int(split_seed), official=as_bool(official_split))
+                self.splits = make_splits(
+                    manifest_path, seed=int(split_seed), official=as_bool(official_split), fractions=split_fractions
+                )
         except (DatasetError, FileNotFoundError, ValueError, TypeError) as e:
             raise _fail(str(e).splitlines()[0]) from e
         from iac_components.data import load_manifest
