@@ -46,14 +46,16 @@ def test_paired_comparison_is_per_patient_with_a_ci_and_wilcoxon():
 
 def _seed_result(seed: int, patients: list[str], lift: float, noise: bool = False) -> dict:
     """A run_seed result: every arm at 0.70 + 0.01 n for patient n, LTH ``lift`` above, no cells 0.05 below."""
-    arms = ["full", "lth", "truncated", "no_cells", "random_0", "random_1"]
-    shift = {"lth": lift, "no_cells": -0.05, "random_0": -0.01, "random_1": -0.03}
+    arms = ["full", "lth", "truncated", "random_cuts", "sgas", "no_cells", "random_0", "random_1"]
+    shift = {"lth": lift, "no_cells": -0.05, "random_0": -0.01, "random_1": -0.03, "random_cuts": -0.02, "sgas": -0.004}
     per = {a: {p: {"dice": 0.7 + 0.01 * n + shift.get(a, 0.0), "dice_per_class": {"LV": 0.9 + shift.get(a, 0.0)},
                    "hd95": 3.0} for n, p in enumerate(patients)} for a in arms}  # fmt: skip
     search = {"genotype": A.to_dict(), "wall_clock_s": 100.0, "epochs": 10, "arch_steps": 100, "decided_at": None,
               "ops_alive": [112] * 10, "epoch_wall_clock_s": [10.0] * 10}  # fmt: skip
     searches = {"full": search, "lth": {**search, "wall_clock_s": 40.0, "epochs": 4, "ops_alive": [112, 60, 20, 8],
                                         "decided_at": {"epoch": 4}}}  # fmt: skip
+    searches["random_cuts"] = {**searches["lth"], "genotype": random_genotype(seed).to_dict()}
+    searches["sgas"] = {**searches["lth"], "wall_clock_s": 38.0, "epoch_wall_clock_s": [8.0, 9.0, 10.0, 11.0]}
     if noise:
         searches["full_seed11"] = {**search, "genotype": random_genotype(5).to_dict()}
     return {"seed": seed, "stages_s": {"baseline": 30.0, "retrain_lth": 20.0}, "searches": searches,
@@ -82,7 +84,14 @@ def test_pooled_report_pairs_per_seed_and_patient_in_the_stable_shape():
     assert a["full_vs_full"]["n_pairs"] == 1  # seed 1's two full searches, same folds and baseline
     assert r["speedup"]["per_seed"] == [2.5, 2.5] and r["speedup"]["full_search_epochs"] == [10, 10]
     assert r["speedup"]["ops_epochs_ratio_per_seed"] == pytest.approx([1120 / 200] * 2)
+    # the equal-budget controls, each against the full search and against LTH
+    assert c["random_cuts_vs_full"]["mean_diff"] == pytest.approx(-0.02)
+    assert c["lth_vs_sgas"]["mean_diff"] == pytest.approx(0.005) and c["lth_vs_truncated"]["n_pairs"] == 7
+    assert set(a) >= {"random_cuts_vs_full", "sgas_vs_full"} and a["sgas_vs_full"]["edges"] == 1.0
+    assert r["speedup"]["search_s"]["sgas"] == [38.0, 38.0]
+    assert r["speedup"]["epoch_s"]["sgas"][0] == {"median": 9.5, "q1": 8.75, "q3": 10.25, "n": 4}
     md = render_markdown(r)
+    assert "| sgas vs full |" in md and "| lth vs random cuts |" in md and "HD95" in md
     assert "## Positive control" in md and "| full vs no cells |" in md and "| chance (two random cells, exact) |" in md
 
 

@@ -7,8 +7,10 @@ says how many there are). ``lth_vs_full.json`` has a stable shape a script can r
     {"comparisons": {"full_vs_no_cells": {...}, "full_vs_random": {...}, "lth_vs_full": {..., "p_tost": ...},
                      "lth_vs_no_cells", "truncated_vs_full", "lth_vs_truncated", "random_vs_no_cells",
                      "full_vs_random_each": [{...} per random cell]},
-     "agreement": {"lth_vs_full", "full_vs_full", "truncated_vs_full", "chance"} (each edges / inputs / nodes),
-     "speedup": {"per_seed", "mean", "full_search_epochs", "ops_epochs_ratio_per_seed"},
+     "agreement": {"lth_vs_full", "full_vs_full", "truncated_vs_full", "random_cuts_vs_full", "sgas_vs_full",
+                   "chance"} (each edges / inputs / nodes),
+     "speedup": {"per_seed", "mean", "full_search_epochs", "ops_epochs_ratio_per_seed", "epoch_s", "search_s",
+                 "arch_steps"},
      "pipeline_cost_s": {...}, "units": {...}, "arms": {...}, "seeds": [...], "command", "machine", "config"}
 
 each comparison with ``mean_diff``, ``ci95`` [lo, hi] (bootstrap), ``p_wilcoxon``, ``n_pairs``, per-class Dice
@@ -29,6 +31,10 @@ from iac_components.stats import paired_comparison, tost_paired
 __all__ = ["pooled_report", "render_markdown"]
 
 KEYS = ("edges", "inputs", "nodes")
+#: The equal-budget controls (each an arm when its seeds have it): stopping early, random cuts on LTH's
+#: schedule, SGAS-style greedy decisions over LTH's arch steps.
+CONTROL_ARMS = ("truncated", "random_cuts", "sgas")
+SEARCHES = ("full", "lth", "random_cuts", "sgas")
 
 
 def _units(results: list[dict[str, Any]], arm: str, what: str = "dice") -> dict[str, float]:
@@ -64,6 +70,12 @@ def _compare(results: list[dict[str, Any]], a: str | dict[str, float], b: str | 
     return out
 
 
+def _spread(values: list[float]) -> dict[str, float]:
+    """Median and interquartile range of a list of timings."""
+    q1, med, q3 = np.percentile(np.asarray(values, dtype=float), [25, 50, 75])
+    return {"median": float(med), "q1": float(q1), "q3": float(q3), "n": len(values)}
+
+
 def _mean_agreement(pairs: list[tuple[Genotype, Genotype]]) -> dict[str, float] | None:
     if not pairs:
         return None
@@ -78,7 +90,7 @@ def pooled_report(results: list[dict[str, Any]], margin: float = 0.005) -> dict[
     if not results:
         return report
     arms = [a for a in results[0]["arms"] if all(a in r["arms"] for r in results)]
-    randoms = [a for a in arms if a.startswith("random_")]
+    randoms = [a for a in arms if a.startswith("random_") and a[len("random_"):].isdigit()]  # not random_cuts
     # the random cells of a seed, averaged per patient: the distribution's mean as one arm
     random_mean = {u: float(np.mean([_units(results, a)[u] for a in randoms])) for u in _units(results, randoms[0])} if randoms else {}
     comp = report["comparisons"]
@@ -91,8 +103,10 @@ def pooled_report(results: list[dict[str, Any]], margin: float = 0.005) -> dict[
     tost = tost_paired(_units(results, "lth"), _units(results, "full"), margin=margin)
     comp["lth_vs_full"].update(p_tost=tost["p_tost"], tost_margin=margin, ci90=tost["ci90"], equivalent=tost["equivalent"])
     comp["lth_vs_no_cells"] = _compare(results, "lth", "no_cells")
-    comp["truncated_vs_full"] = _compare(results, "truncated", "full")
-    comp["lth_vs_truncated"] = _compare(results, "lth", "truncated")
+    for control in CONTROL_ARMS:
+        if control in arms:
+            comp[f"{control}_vs_full"] = _compare(results, control, "full")
+            comp[f"lth_vs_{control}"] = _compare(results, "lth", control)
 
     def g(r: dict[str, Any], name: str) -> Genotype:
         return Genotype.from_dict(r["searches"][name]["genotype"])
@@ -106,6 +120,8 @@ def pooled_report(results: list[dict[str, Any]], margin: float = 0.005) -> dict[
         "lth_vs_full_per_seed": {str(r["seed"]): genotype_agreement(g(r, "lth"), g(r, "full")) for r in results},
         "full_vs_full": _mean_agreement(full_pairs),
         "truncated_vs_full": _mean_agreement([(Genotype.from_dict(r["truncated"]["genotype"]), g(r, "full")) for r in results]),
+        **{f"{c}_vs_full": _mean_agreement([(g(r, c), g(r, "full")) for r in results])
+           for c in CONTROL_ARMS[1:] if all(c in r["searches"] for r in results)},
         "chance": chance_agreement(),
     }
     per_seed = [r["searches"]["full"]["wall_clock_s"] / r["searches"]["lth"]["wall_clock_s"] for r in results]
@@ -118,6 +134,13 @@ def pooled_report(results: list[dict[str, Any]], margin: float = 0.005) -> dict[
         "lth_decided": [r["searches"]["lth"]["decided_at"] is not None for r in results],
         # machine-independent proxy: ops alive summed over the search's epochs (the full search keeps all)
         "ops_epochs_ratio_per_seed": ops,
+        # the spread of the timings: every epoch of a search is a repeat of its step at that size
+        "epoch_s": {name: [_spread(r["searches"][name]["epoch_wall_clock_s"]) for r in results]
+                    for name in SEARCHES if all(name in r["searches"] for r in results)},
+        "search_s": {name: [r["searches"][name]["wall_clock_s"] for r in results]
+                     for name in SEARCHES if all(name in r["searches"] for r in results)},
+        "arch_steps": {name: [r["searches"][name]["arch_steps"] for r in results]
+                       for name in SEARCHES if all(name in r["searches"] for r in results)},
     }
     report["pipeline_cost_s"] = {
         str(r["seed"]): {
@@ -142,6 +165,10 @@ def _row(name: str, c: dict[str, Any]) -> str:
     tost = f" | {c['p_tost']:.3g}" if "p_tost" in c else " | "
     return (f"| {name} | {c['mean_a']:.4f} vs {c['mean_b']:.4f} | {c['mean_diff']:+.4f} | {c['ci95'][0]:+.4f}..{c['ci95'][1]:+.4f} | "
             f"{c['p_wilcoxon']:.3g}{tost} | {c['n_pairs']} |")  # fmt: skip
+
+
+def _classes(comparisons: dict[str, Any]) -> list[str]:
+    return sorted({k for v in comparisons.values() if isinstance(v, dict) for k in v.get("per_class_mean_diff", {})})
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -175,12 +202,20 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(_row(f"full vs {e['arm'].replace('_', ' ')}", e))
     lines += ["", "## IAC-LTH against the full search and the controls", "",
               "| comparison | mean Dice a vs b | mean diff | 95% CI | Wilcoxon p | TOST p | pairs |", "|---|---|---|---|---|---|---|"]
-    for k in ("lth_vs_full", "lth_vs_no_cells", "truncated_vs_full", "lth_vs_truncated"):
+    for k in ("lth_vs_full", "lth_vs_no_cells") + tuple(f"{x}_{y}" for ctl in CONTROL_ARMS
+                                                         for x, y in ((ctl, "vs_full"), ("lth_vs", ctl))):  # fmt: skip
         if k in c:
             lines.append(_row(k.replace("_", " "), c[k]))
+    lines += ["", "Per class (mean Dice difference a - b) and HD95 (mean difference in mm, 95 % CI):", "",
+              "| comparison | " + " | ".join(_classes(c)) + " | HD95 diff | HD95 95% CI |", "|---|" + "---|" * (len(_classes(c)) + 2)]
+    for k, v in c.items():
+        if isinstance(v, dict) and "per_class_mean_diff" in v:
+            h = v.get("hd95_ci95")
+            lines.append(f"| {k.replace('_', ' ')} | " + " | ".join(f"{v['per_class_mean_diff'][x]:+.4f}" for x in _classes(c))
+                         + (f" | {v['hd95_mean_diff']:+.2f} | {h[0]:+.2f}..{h[1]:+.2f} |" if h else " | - | - |"))
     a = report["agreement"]
     lines += ["", "| genotype agreement (edges / inputs / nodes) | value | pairs |", "|---|---|---|"]
-    for k in ("lth_vs_full", "truncated_vs_full", "full_vs_full", "chance"):
+    for k in ("lth_vs_full", "truncated_vs_full", "random_cuts_vs_full", "sgas_vs_full", "full_vs_full", "chance"):
         v = a.get(k)
         if v:
             lines.append(f"| {k.replace('_', ' ')}{' (two random cells, exact)' if k == 'chance' else ''} | "
@@ -188,11 +223,23 @@ def render_markdown(report: dict[str, Any]) -> str:
     s = report["speedup"]
     lines += [
         "",
-        f"Speed-up of the search (full search's wall-clock / LTH's, same machine, each to its end): per seed "
+        "Speed-up of the search (full search's wall-clock / LTH's, same machine, each to its end): per seed "
         + ", ".join(f"{x:.2f}x" for x in s["per_seed"]) + f"; mean {s['mean']:.2f}x; full search "
         + ", ".join(map(str, s["full_search_epochs"])) + " epochs, LTH " + ", ".join(map(str, s["lth_epochs"]))
         + " epochs (decided: " + ", ".join("yes" if d else "no" for d in s["lth_decided"]) + "). Ops-alive x epochs "
         "ratio (machine-independent): " + ", ".join(f"{x:.2f}" for x in s["ops_epochs_ratio_per_seed"]) + ".",
+        "",
+        ("Search cost per seed (wall-clock in s; arch steps; one epoch's median [interquartile range] over the "
+         "search's epochs, in s):"),
+        "",
+        "| seed | " + " | ".join(f"{n} search" for n in s.get("search_s", {})) + " |",
+        "|---|" + "---|" * len(s.get("search_s", {})),
+    ]
+    for n_seed, seed in enumerate(report["seeds"]):
+        lines.append(f"| {seed} | " + " | ".join(
+            f"{s['search_s'][n][n_seed]:.0f} s, {s['arch_steps'][n][n_seed]} steps, epoch {e['median']:.1f} "
+            f"[{e['q1']:.1f}..{e['q3']:.1f}]" for n in s["search_s"] for e in [s["epoch_s"][n][n_seed]]) + " |")
+    lines += [
         "",
         "| seed | baseline (s) | LTH search (s) | full search (s) | retrain (s) |",
         "|---|---|---|---|---|",

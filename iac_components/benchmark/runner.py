@@ -7,9 +7,11 @@ For each seed (its own patient-level folds, ``split_seed = seed``), on synthetic
 2. the full search (the pruning handler observe-only, every epoch to the budget) and the IAC-LTH search (the JSD
    rule, stopping when the cell is decided), both from that baseline; optionally more full searches that differ
    only in the search seed (``noise_seeds``: same folds, same baseline), the search-noise floor;
-3. the truncated control: the full search's own genotype at the arch step where LTH stopped, derived from the
-   recorded history (does the rule beat just stopping early?);
-4. retrains with one budget and recipe: the full search's cell, LTH's, the truncated one, ``n_random`` random
+3. the controls at LTH's budget: the truncated search (the full search's own genotype at the arch step where LTH
+   stopped, derived from the recorded history: does the rule beat just stopping early?), random cuts on LTH's
+   schedule (does choosing by α matter?) and an SGAS-style greedy schedule over LTH's arch steps
+   (:mod:`iac_components.search.controls`);
+4. retrains with one budget and recipe: the full search's cell, LTH's, the three controls', ``n_random`` random
    cells and no cells at all (the baseline fine-tuned as long: the positive control's reference);
 5. every arm evaluated per patient on the test fold in the original grid.
 
@@ -84,6 +86,13 @@ def _search_summary(d: Path) -> dict[str, Any]:
     }
 
 
+def _decisions(history: dict[str, Any], group: int = 0) -> int:
+    """How many single decisions make a cell of the history's search space: one per edge, one per node with
+    more than two inputs (SGAS's schedule spreads them over LTH's arch steps)."""
+    first = history["epochs"][0]["groups"][group]
+    return len(first["alpha"]) + sum(len(v) > 2 for v in first["beta"].values())
+
+
 def _gammas(model_file: Path) -> list[float]:
     """The retrained cells' output scales γ (``skip + γ·cell``, per channel, 0 at the start): the largest |γ| of
     each level, a first look at how much the cells contribute."""
@@ -130,13 +139,24 @@ def run_seed(
     searches = {"full": {"prune": False}, "lth": {"prune": True, **(lth_overrides or {})}}
     searches.update({f"full_seed{s}": {"prune": False, "seed": s} for s in noise_seeds})
     result["searches"] = {}
-    for name, extra in searches.items():
+
+    def searched(name: str, extra: dict[str, Any]) -> None:
         d = run / f"search_{name}"
         d.mkdir(parents=True, exist_ok=True)
         shutil.copy(b / "baseline.pt", d / "baseline.pt")
         timed(f"search_{name}", "search.json", {**base, **search, **extra, "ckpt_dir": str(d), "output_dir": str(d)},
               d / "genotype.json")  # fmt: skip
         result["searches"][name] = _search_summary(d)
+
+    for name, extra in searches.items():
+        searched(name, extra)
+    # the controls at LTH's budget: its schedule with random choices, and SGAS's greedy schedule spread over
+    # LTH's arch steps (same search seed as LTH: the same data order and initial α)
+    lth_history = run / "search_lth" / "search_history.json"
+    searched("random_cuts", {"prune": True, **(lth_overrides or {}),
+                             "pruning#control": {"name": "random_cuts", "schedule": str(lth_history), "seed": seed}})  # fmt: skip
+    every = max(1, result["searches"]["lth"]["arch_steps"] // _decisions(json.loads(lth_history.read_text())))
+    searched("sgas", {"prune": True, "pruning#interval": every, "pruning#control": {"name": "sgas", "every": every}})
     lth_steps = result["searches"]["lth"]["arch_steps"]
     full_history = json.loads((run / "search_full" / "search_history.json").read_text())
     truncated, at = truncated_genotype(full_history, lth_steps)
@@ -145,6 +165,8 @@ def run_seed(
         "full": run / "search_full" / "genotype.json",
         "lth": run / "search_lth" / "genotype.json",
         "truncated": run / "truncated_genotype.json",
+        "random_cuts": run / "search_random_cuts" / "genotype.json",
+        "sgas": run / "search_sgas" / "genotype.json",
         "no_cells": None,
     }
     save_genotypes(genotypes["truncated"], [truncated], share_genotype=True, n_nodes=4)

@@ -185,7 +185,8 @@ def search_config(spec: BundleSpec) -> dict[str, Any]:
             # on), a coupled decay is not, so decay would decide what the data cannot yet
             "weight_decay": 0.0,
         },
-        # the JSD rule's settings (`--pruning#epsilon 0.2`); the handler is `train#handlers#0`, built from them
+        # the JSD rule's settings (`--pruning#epsilon 0.2`); the handler is `train#handlers#0`, built from them;
+        # `control` replaces the rule by one of the benchmark's controls (iac_components.search.controls)
         "pruning": {
             "epsilon": 0.1,
             "window": 32,
@@ -193,6 +194,7 @@ def search_config(spec: BundleSpec) -> dict[str, Any]:
             "margin": 1.0,
             "keep_schedule": [4, 2, 1],
             "interval": None,
+            "control": None,
         },
         "train": {
             **slice_loader_config("train", "search_train", False),
@@ -201,7 +203,7 @@ def search_config(spec: BundleSpec) -> dict[str, Any]:
             "handlers": [
                 {
                     "_target_": "iac_components.search.JSDPruningHandler",
-                    **{k: f"@pruning#{k}" for k in ("epsilon", "window", "patience", "margin", "keep_schedule", "interval")},
+                    **{k: f"@pruning#{k}" for k in ("epsilon", "window", "patience", "margin", "keep_schedule", "interval", "control")},
                     "prune": "@prune",
                     "genotype_path": "@genotype_file",
                     "history_path": "@history_file",

@@ -30,6 +30,7 @@ from ignite.engine import Engine, Events
 
 from iac_components.cell import SearchCells
 from iac_components.genotype import edge_key, parse_edge_key, save_genotypes
+from iac_components.search.controls import make_control
 from iac_components.search.engine import SearchEvents
 from iac_components.search.optim import sync_optimizer
 from iac_components.search.rule import CellTracks, JSDRule, jsd, next_keep_size
@@ -89,6 +90,9 @@ class JSDPruningHandler:
         genotype_path: where the genotype is written (when decided, or when the run ends).
         history_path: where the history is written (every epoch, atomically).
         terminate: stop the engine when the cell is fully decided.
+        control: a control in place of the JSD rule, for the benchmark's equal-budget comparisons
+            (``{"name": "random_cuts", "schedule": <LTH search_history.json>, "seed": S}`` or
+            ``{"name": "sgas", "every": T}``; :mod:`iac_components.search.controls`); None: the rule.
 
     docs/method.md gives the measurements behind the defaults.
     """
@@ -106,8 +110,13 @@ class JSDPruningHandler:
         genotype_path: str | os.PathLike | None = None,
         history_path: str | os.PathLike | None = None,
         terminate: bool | str = True,
+        control: Mapping[str, Any] | None = None,
     ) -> None:
         self.rule = JSDRule(epsilon, window, patience, margin, keep_schedule)
+        self.control = dict(control) if control else None
+        if self.control is not None:
+            make_control(self.control, 0, self.rule)  # a bad spec fails here, in one line, not at the first check
+        self._deciders: list[Any] = []
         if interval is not None and int(interval) < 1:
             raise ValueError(f"interval must be at least 1 arch step (or None: once per epoch), got {interval}")
         self.interval = None if interval is None else int(interval)
@@ -134,6 +143,18 @@ class JSDPruningHandler:
     margin = property(lambda self: self.rule.margin)
     keep_schedule = property(lambda self: self.rule.keep_schedule)
 
+    @property
+    def method(self) -> str:
+        """What decides the cell, in words (the history, the genotype file and the log say it)."""
+        if not self.prune:
+            return "full search (observe-only)"
+        return "IAC-LTH (JSD pruning)" if self.control is None else f"control: {self.control['name']}"
+
+    def _control_config(self) -> dict[str, Any] | None:
+        if self.control is None:
+            return None
+        return self._deciders[0].config() if self._deciders else dict(self.control)
+
     # --- wiring ---------------------------------------------------------------------------------------------
     @property
     def cells(self) -> SearchCells:
@@ -147,6 +168,8 @@ class JSDPruningHandler:
     def attach(self, engine: Engine) -> None:
         self._engine = engine
         self._tracks = [CellTracks() for _ in self.cells.archs]
+        self._deciders = [make_control(self.control, g, self.rule) if self.control else self.rule
+                          for g in range(len(self.cells.archs))]  # fmt: skip
         self.logger = getattr(engine, "logger", None) or self.logger
         engine.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
         engine.add_event_handler(SearchEvents.ARCH_STEP_COMPLETED, self._arch_step_completed)
@@ -178,7 +201,7 @@ class JSDPruningHandler:
             betas = {str(j): _as_dict(arch.node_inputs[j], v.float()) for j, v in arch.beta_dict().items()}
             check["alpha"].append(alphas)
             check["beta"].append(betas)
-            verdicts, cuts = self.rule.check_cell(
+            verdicts, cuts = self._deciders[g].check_cell(
                 self._tracks[g], alphas, betas, engine.arch_steps, lr, prune=self.prune, prune_nodes=self.prune_nodes
             )
             check["verdicts"].append({kind: {k: v.to_dict() for k, v in vs.items()} for kind, vs in verdicts.items()})
@@ -192,17 +215,18 @@ class JSDPruningHandler:
                 self._apply(engine, remap)
                 event = {"epoch": engine.state.epoch, "group": g, **cut.to_event(engine.arch_steps)}
                 check["events"].append(event)
+                why = (f"lead {cut.verdict.lead:.3g} >= {cut.verdict.margin:.3g} logits; JSD {cut.verdict.d:.3g} < "
+                       f"{cut.verdict.threshold:.3g} bits" if self.control is None else "not the JSD rule")
+                who = "IAC-LTH" if self.control is None else f"Control {self.control['name']}"
                 self.logger.info(
-                    f"IAC-LTH cut at epoch {event['epoch']}, arch step {event['arch_step']}: {cut.kind} {cut.where} "
-                    f"keeps {cut.kept}, drops {cut.dropped} (lead {cut.verdict.lead:.3g} >= {cut.verdict.margin:.3g} "
-                    f"logits; JSD {cut.verdict.d:.3g} < {cut.verdict.threshold:.3g} bits); "
-                    f"{sum(a.ops_alive() for a in cells.archs)} ops alive"
+                    f"{who} cut at epoch {event['epoch']}, arch step {event['arch_step']}: {cut.kind} {cut.where} "
+                    f"keeps {cut.kept}, drops {cut.dropped} ({why}); {sum(a.ops_alive() for a in cells.archs)} ops alive"
                 )
         self._checks.append(check)
         self.events.extend(check["events"])
         if self.prune and cells.is_decided() and self.decided_at is None:
             self.decided_at = {"epoch": engine.state.epoch, "arch_step": engine.arch_steps}
-            self.logger.info(f"IAC-LTH: the cell is decided at epoch {engine.state.epoch}, arch step "
+            self.logger.info(f"{'IAC-LTH' if self.control is None else self.method}: the cell is decided at epoch {engine.state.epoch}, arch step "
                              f"{engine.arch_steps}: {'; '.join(str(g) for g in cells.genotypes())}")
             if self.terminate:
                 engine.terminate()
@@ -238,13 +262,13 @@ class JSDPruningHandler:
                 n_nodes=cells.config["n_nodes"],
                 ops=cells.config["ops"],
                 search={
-                    "method": "IAC-LTH (JSD pruning)" if self.prune else "full search (observe-only)",
+                    "method": self.method,
                     "decided_by_pruning": self.decided_at is not None,
                     "epochs": engine.state.epoch,
                     "arch_steps": engine.arch_steps,
                     "search_wall_clock_s": self._elapsed,
                     "cell_config": cells.config,
-                    "rule": self.rule.config() | {"interval": self.interval},
+                    "rule": self.rule.config() | {"interval": self.interval, "control": self._control_config()},
                 },
             )
 
@@ -296,8 +320,9 @@ class JSDPruningHandler:
         cells = self.cells
         return {
             "format": HISTORY_FORMAT,
-            "method": "IAC-LTH (JSD pruning)" if self.prune else "full search (observe-only)",
+            "method": self.method,
             "rule": self.rule.config() | {"interval": self.interval, "prune": self.prune, "prune_nodes": self.prune_nodes,
+                                          "control": self._control_config(),
                                           "units": "epsilon: fraction of (lr*steps)^2/(8 ln 2) bits; margin: "
                                                    "multiples of 2*lr*steps logits"},
             "search_space": cells.config,
@@ -323,6 +348,7 @@ class JSDPruningHandler:
             "events": self.events,
             "elapsed": self._elapsed,
             "decided_at": self.decided_at,
+            "controls": [d.state_dict() for d in self._deciders] if self.control else None,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -346,6 +372,8 @@ class JSDPruningHandler:
         self.events = list(state["events"])
         self._elapsed = float(state["elapsed"])
         self.decided_at = state["decided_at"]
+        for d, s in zip(self._deciders if self.control else [], state.get("controls") or []):
+            d.load_state_dict(s)
 
 
 def measure_cells(engine: Engine) -> dict[str, Any] | None:

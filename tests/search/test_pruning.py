@@ -168,7 +168,8 @@ def test_node_keeps_its_two_best_inputs():
     assert [(e["where"], e["kept"], e["dropped"]) for e in node_events] == [("4", [1, 3], [0, 2])]
 
 
-def test_engine_terminates_when_everything_is_decided_and_writes_the_genotype(tmp_path):
+def decided_script():
+    """Every edge ranked (shifted per edge), every node with a clear top 2: the JSD rule decides the cell."""
     node_logits = {2: [1.0, 0.0], 3: [0.0, 2.0, 1.0], 4: [0.0, 0.0, 3.0, 2.0], 5: [3.0, 0.0, 0.0, 0.0, 2.0]}
     nodes = {j: (lambda step, names, j=j: [node_logits[j][i] for i in names]) for j in node_logits}
     edges = {}
@@ -176,7 +177,11 @@ def test_engine_terminates_when_everything_is_decided_and_writes_the_genotype(tm
         for i in range(j):
             shift = (i + j) % 8
             edges[edge_key(i, j)] = _by_name(RANKED[shift:] + RANKED[:shift])
-    eng = ScriptedSearch(_script(edges, nodes))
+    return _script(edges, nodes)
+
+
+def test_engine_terminates_when_everything_is_decided_and_writes_the_genotype(tmp_path):
+    eng = ScriptedSearch(decided_script())
     h = _handler(genotype_path=tmp_path / "genotype.json", history_path=tmp_path / "search_history.json")
     h.attach(eng)
     eng.go(50)
