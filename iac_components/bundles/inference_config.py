@@ -15,6 +15,30 @@ from iac_components.data.transforms import label_to_values_config, preprocessing
 __all__ = ["inference_config"]
 
 
+#: MONAI Label adds ``image_path`` (a str) beside ``image``; MONAI 1.6's ``Spacingd`` updates every ``image_*`` key as
+#: a metadata dict and fails on it (``'str' object has no attribute 'update'``). The chain moves it aside first and
+#: puts it back at the end (a name that does not start with ``image_``); both steps are no-ops without it.
+_ASIDE = "source_image_path"
+_PATH_ASIDE = [
+    {"_target_": "CopyItemsd", "keys": "image_path", "names": _ASIDE, "allow_missing_keys": True},
+    {"_target_": "DeleteItemsd", "keys": "image_path"},
+]
+_PATH_BACK = [
+    {"_target_": "CopyItemsd", "keys": _ASIDE, "names": "image_path", "allow_missing_keys": True},
+    {"_target_": "DeleteItemsd", "keys": _ASIDE},
+]
+
+
+def _guard_path_keys(chain: list[dict[str, Any]] | str) -> list[dict[str, Any]] | str:
+    """``chain`` between :data:`_PATH_ASIDE` and :data:`_PATH_BACK` (a list of configs, or an expression)."""
+    if isinstance(chain, list):
+        return [*_PATH_ASIDE, *chain, *_PATH_BACK]
+    as_code = lambda steps: "[" + ", ".join(  # noqa: E731
+        f"monai.transforms.{t['_target_']}(" + ", ".join(f"{k}={v!r}" for k, v in t.items() if k != "_target_") + ")"
+        for t in steps) + "]"  # fmt: skip
+    return f"${as_code(_PATH_ASIDE)} + {chain[1:]} + {as_code(_PATH_BACK)}"
+
+
 def inference_config(spec: BundleSpec) -> dict[str, Any]:
     """3-D NIfTI in (a file or a folder), 3-D label map out in the input's grid; see the module docstring."""
     s = dataset_settings(spec)
@@ -96,7 +120,7 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
             "else @network_def.to(@device)"
         ),
         "datalist": datalist,
-        "preprocessing": {"_target_": "Compose", "transforms": chain},
+        "preprocessing": {"_target_": "Compose", "transforms": _guard_path_keys(chain)},
         "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
         "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 1, "num_workers": 0},
         "inferer": {
