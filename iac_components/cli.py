@@ -79,6 +79,16 @@ class Bundles:
             raise SystemExit("bundles differ from the generator's output (run `iac bundles generate`):\n  " + "\n  ".join(problems))
         print(f"bundles under {out} match the generator")
 
+    def package(self, bundle: str, out: str = "release", models: str | None = None, cache_dir: str | None = None,
+                url: str | None = None, include_pt: bool = False):
+        """Write BUNDLE's release asset under OUT: <name>_v<version>.zip (bundle folder at its root, models/model.ts,
+        no cache or outputs), the model.ts that its large_files.yml names, and the model_info.json index; URL is
+        where OUT will be served from. BUNDLE is a bundle folder or a collection name."""
+        from iac_components.bundles.package import package_bundle
+
+        result = package_bundle(bundle, out, models, cache_dir, url, include_pt)
+        print("\n".join(f"{k}: {v}" for k, v in result.items()))
+
     def list(self):
         """The names of the bundles of the collection."""
         from iac_components.bundles.table import all_bundles

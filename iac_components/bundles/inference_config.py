@@ -177,8 +177,9 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
         "run": ["$@evaluator.run()"],
         "finalize": [],
     }
-    # the prepared cache's manifest (official layout or datalist), when this bundle has been trained here
-    manifests = "[@cache_dir + '/manifest.json', @cache_dir + '/datalist/manifest.json']"
+    # the prepared cache's manifest (official layout or datalist), when this bundle has been trained here; else
+    # the one a release carries beside model.ts (`iac bundles package`: preprocessing only, no cases)
+    manifests = "[@cache_dir + '/manifest.json', @cache_dir + '/datalist/manifest.json', @ckpt_dir + '/manifest.json']"
     config = insert_after(config, "cache_dir", {
         "manifest": f"$next((json.load(open(f)) for f in {manifests} if os.path.isfile(f)), None)"
     })  # fmt: skip

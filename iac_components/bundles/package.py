@@ -1,0 +1,180 @@
+"""``iac bundles package``: a trained bundle as the release asset the model zoo's tools download.
+
+It writes, under ``out``:
+
+* ``<name>_v<version>.zip``: the bundle folder at the zip's root (``configs/``, ``docs/``, ``LICENSE``,
+  ``large_files.yml``, ``models/model.ts``, ``models/genotype.json`` for provenance, ``models/manifest.json``;
+  ``models/model.pt`` only when asked). No cache, no evaluation outputs, no data. This is what
+  ``python -m monai.bundle download --url <zip url>`` and ``--source github --repo OWNER/REPO/TAG`` fetch.
+* ``<name>_v<version>_model.ts``: the TorchScript on its own, the file ``large_files.yml`` points at
+  (``python -m monai.bundle download_large_files --bundle_path <bundle>`` fetches it and checks its sha256).
+* ``model_info.json``: the index ``monai.bundle download --source github`` reads when no ``--version`` is given
+  (``{"<name>_v<version>": {"checksum": <sha256 of the zip>, "source": <zip url>}}``), merged with what is there.
+
+What the model needs at inference travels with it: ``models/manifest.json`` holds the preprocessing the model was
+trained with (spacing, slice size, channels, classes, label values, the normalisation chain; no case list and no
+local paths), read by ``inference.json`` when there is no prepared cache; the packaged ``metadata.json`` says that
+model.ts needs torch, MONAI, pytorch-ignite, nibabel and fire, and that ``iac_components`` (and torchvision) are
+needed only for model.pt and training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from iac_components.utils import write_json_atomic
+
+__all__ = ["RELEASE_MANIFEST_KEYS", "package_bundle"]
+
+#: what inference needs of the prepared cache's manifest (no case list, no raw paths)
+RELEASE_MANIFEST_KEYS = ("format_version", "dataset", "modality", "channel_names", "class_names", "label_values",
+                         "settings", "settings_hash", "transforms", "postprocessing")  # fmt: skip
+#: what ``model.ts`` needs besides torch and MONAI: the bundle command line (fire), the evaluator (ignite), NIfTI
+INFERENCE_PACKAGES = ("pytorch-ignite", "nibabel", "fire")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _bundle_folder(bundle: str | os.PathLike) -> Path:
+    path = Path(bundle)
+    if (path / "configs" / "metadata.json").is_file():
+        return path
+    from iac_components.demo import find_bundle
+
+    found = find_bundle(str(bundle)) if "/" not in str(bundle) else path
+    if not (found / "configs" / "metadata.json").is_file():
+        raise FileNotFoundError(f"{bundle}: not a bundle folder (no configs/metadata.json) nor a bundle of the collection")
+    return found
+
+
+def _release_manifest(bundle: Path, cache_dir: Path, custom: bool) -> dict[str, Any] | None:
+    for f in (cache_dir / "manifest.json", cache_dir / "datalist" / "manifest.json"):
+        if f.is_file():
+            try:
+                m = json.loads(f.read_text())
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{f}: not valid JSON ({e.msg}); prepare the cache again") from None
+            m = {k: m[k] for k in RELEASE_MANIFEST_KEYS if k in m}
+            m["transforms"] = {mod: {"image": chains["image"]} for mod, chains in m.get("transforms", {}).items()}
+            return m
+    if custom:
+        raise FileNotFoundError(
+            f"{bundle.name}: no prepared cache under {cache_dir} (manifest.json): a custom bundle's channels, classes and "
+            "normalisation come from it; package the bundle you trained, or pass --cache_dir"
+        )
+    return None  # the dataset's defaults, which inference.json carries
+
+
+def _release_metadata(meta: dict[str, Any], include_pt: bool) -> dict[str, Any]:
+    required = dict(meta.get("required_packages_version", {}))
+    optional = dict(meta.get("optional_packages_version", {}))
+    for name in ("iac_components", "torchvision"):
+        if name in required:
+            optional[name] = required.pop(name)
+    missing = [k for k in INFERENCE_PACKAGES if k not in required]
+    if missing:
+        raise ValueError(f"metadata.json's required_packages_version lacks {missing}: model.ts needs them at inference")
+    out = {**meta, "required_packages_version": required, "optional_packages_version": optional}
+    out["description"] = (
+        meta.get("description", "").rstrip()
+        + " This release runs models/model.ts with torch, MONAI, pytorch-ignite, nibabel and fire; iac_components"
+        " (and torchvision) only for " + ("models/model.pt and " if include_pt else "") + "training."
+    )
+    return out
+
+
+def package_bundle(
+    bundle: str | os.PathLike,
+    out: str | os.PathLike = "release",
+    models: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    url: str | None = None,
+    include_pt: bool = False,
+) -> dict[str, Any]:
+    """Write the release asset of ``bundle`` (see the module docstring); returns the paths and checksums.
+
+    Args:
+        bundle: a bundle folder, or the name of a bundle of the collection (its repository folder).
+        out: where the zip, the standalone model.ts and model_info.json go.
+        models: the folder with model.ts (and genotype.json, model.pt); default ``<bundle>/models``.
+        cache_dir: the prepared cache the model was trained on; default ``<bundle>/cache``.
+        url: where ``out``'s files will be served from (the zip's and model.ts' URLs are ``<url>/<file>``); default
+            a ``file://`` URL of ``out``.
+        include_pt: also ship ``models/model.pt`` (then iac_components is needed to use it).
+    """
+    root = _bundle_folder(bundle)
+    meta_file = root / "configs" / "metadata.json"
+    meta = json.loads(meta_file.read_text())
+    name = root.name
+    version = str(meta["version"])
+    models = Path(models) if models else root / "models"
+    ts = models / "model.ts"
+    if not ts.is_file():
+        raise FileNotFoundError(
+            f"{ts}: no TorchScript to release; export it first (python -m monai.bundle ckpt_export network_def "
+            f"--config_file {root}/configs/inference.json --bundle_root {root} --key_in_ckpt model --use_trace True ...)"
+        )
+    pt = models / "model.pt"
+    if include_pt and not pt.is_file():
+        raise FileNotFoundError(f"{pt}: --include_pt asks for model.pt, and there is none")
+    manifest = _release_manifest(root, Path(cache_dir) if cache_dir else root / "cache", name == "custom_iac")
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    base = (url or out.as_uri()).rstrip("/")
+    stem = f"{name}_v{version}"
+    ts_asset, zip_path = out / f"{stem}_model.ts", out / f"{stem}.zip"
+    ts_sha = _sha256(ts)
+
+    with tempfile.TemporaryDirectory(dir=out) as tmp:
+        stage = Path(tmp) / name
+        shutil.copytree(root / "configs", stage / "configs")
+        for extra in ("docs", "LICENSE"):
+            src = root / extra
+            if src.is_dir():
+                shutil.copytree(src, stage / extra)
+            elif src.is_file():
+                shutil.copy2(src, stage / extra)
+        (stage / "models").mkdir()
+        shutil.copy2(ts, stage / "models" / "model.ts")
+        for f in ("genotype.json",) + (("model.pt",) if include_pt else ()):
+            if (models / f).is_file():
+                shutil.copy2(models / f, stage / "models" / f)
+        if manifest is not None:
+            write_json_atomic(stage / "models" / "manifest.json", manifest, indent=1)
+        write_json_atomic(stage / "configs" / "metadata.json", _release_metadata(meta, include_pt), indent=4)
+        (stage / "large_files.yml").write_text(
+            "large_files:\n"
+            f"  - path: \"models/model.ts\"\n    url: \"{base}/{ts_asset.name}\"\n"
+            f"    hash_val: \"{ts_sha}\"\n    hash_type: \"sha256\"\n"
+        )
+        part = Path(tmp) / zip_path.name
+        with zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED) as z:
+            for f in sorted(stage.rglob("*")):
+                if f.is_file():
+                    z.write(f, f.relative_to(stage.parent).as_posix())
+        os.replace(part, zip_path)  # atomic: a reader never sees half a zip
+        shutil.copy2(ts, Path(tmp) / ts_asset.name)
+        os.replace(Path(tmp) / ts_asset.name, ts_asset)
+    zip_sha = _sha256(zip_path)
+    index_file = out / "model_info.json"
+    try:
+        index = json.loads(index_file.read_text()) if index_file.is_file() else {}
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{index_file}: not valid JSON ({e.msg}); remove it or fix it") from None
+    index[stem] = {"checksum": zip_sha, "source": f"{base}/{zip_path.name}"}
+    write_json_atomic(index_file, index, indent=4)
+    return {"zip": str(zip_path), "zip_sha256": zip_sha, "model_ts": str(ts_asset), "model_ts_sha256": ts_sha,
+            "model_info": str(index_file), "version": version, "manifest": manifest is not None}  # fmt: skip

@@ -1,0 +1,75 @@
+"""``iac bundles package``: the release asset's layout, index and large-file entry, on a bundle whose models/ holds a
+stand-in model.ts (the download-and-infer test with a real export is in the slow tier's inference-only tests)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import zipfile
+
+import pytest
+from bundle_utils import BUNDLES
+
+from iac_components.bundles.package import package_bundle
+
+
+def _trained_copy(tmp_path, name="acdc_iac"):
+    root = tmp_path / name
+    shutil.copytree(BUNDLES / name, root)
+    (root / "models").mkdir(exist_ok=True)
+    (root / "models" / "model.ts").write_bytes(b"torchscript stand-in")
+    (root / "models" / "model.pt").write_bytes(b"checkpoint")
+    (root / "models" / "genotype.json").write_text("{}")
+    (root / "cache").mkdir()
+    manifest = {"format_version": 1, "modality": "MRI", "raw_dir": "/private/data", "cases": [{"case_id": "p1"}],
+                "settings": {"spacing": [2.0, 2.0], "spatial_size": [64, 64]},
+                "transforms": {"MRI": {"image": [{"_target_": "LoadImaged"}], "image_label": []}}}  # fmt: skip
+    (root / "cache" / "manifest.json").write_text(json.dumps(manifest))
+    (root / "eval").mkdir()
+    return root
+
+
+def test_package_writes_the_zip_the_index_and_the_large_file_entry(tmp_path):
+    root = _trained_copy(tmp_path)
+    r = package_bundle(root, tmp_path / "release", url="http://127.0.0.1:8765")
+    version = json.loads((root / "configs" / "metadata.json").read_text())["version"]
+    z = zipfile.ZipFile(r["zip"])
+    names = set(z.namelist())
+    assert r["zip"].endswith(f"acdc_iac_v{version}.zip")
+    assert {"acdc_iac/configs/inference.json", "acdc_iac/models/model.ts", "acdc_iac/models/genotype.json",
+            "acdc_iac/models/manifest.json", "acdc_iac/large_files.yml", "acdc_iac/LICENSE"} <= names  # fmt: skip
+    assert not any(n.startswith(("acdc_iac/cache", "acdc_iac/eval")) or n.endswith("model.pt") for n in names)
+    # the model's preprocessing travels with it, without the case list or local paths
+    m = json.loads(z.read("acdc_iac/models/manifest.json"))
+    assert m["settings"]["spacing"] == [2.0, 2.0] and "cases" not in m and "raw_dir" not in m
+    assert set(m["transforms"]["MRI"]) == {"image"}
+    meta = json.loads(z.read("acdc_iac/configs/metadata.json"))
+    assert "iac_components" not in meta["required_packages_version"]
+    assert {"pytorch-ignite", "nibabel", "fire"} <= set(meta["required_packages_version"])
+    assert "iac_components" in meta["optional_packages_version"]
+    ts_sha = hashlib.sha256(b"torchscript stand-in").hexdigest()
+    large = z.read("acdc_iac/large_files.yml").decode()
+    assert f"http://127.0.0.1:8765/acdc_iac_v{version}_model.ts" in large and ts_sha in large
+    index = json.loads((tmp_path / "release" / "model_info.json").read_text())
+    assert index[f"acdc_iac_v{version}"] == {"checksum": r["zip_sha256"],
+                                              "source": f"http://127.0.0.1:8765/acdc_iac_v{version}.zip"}  # fmt: skip
+    assert hashlib.sha256((tmp_path / "release" / f"acdc_iac_v{version}_model.ts").read_bytes()).hexdigest() == ts_sha
+
+
+def test_package_ships_model_pt_only_when_asked(tmp_path):
+    r = package_bundle(_trained_copy(tmp_path), tmp_path / "release", include_pt=True)
+    assert "acdc_iac/models/model.pt" in zipfile.ZipFile(r["zip"]).namelist()
+
+
+def test_package_errors_name_what_is_missing(tmp_path):
+    root = _trained_copy(tmp_path)
+    (root / "models" / "model.ts").unlink()
+    with pytest.raises(FileNotFoundError, match=r"model.ts: no TorchScript to release; export it first"):
+        package_bundle(root, tmp_path / "release")
+    custom = tmp_path / "c"
+    custom.mkdir()
+    c = _trained_copy(custom, "custom_iac")
+    shutil.rmtree(c / "cache")
+    with pytest.raises(FileNotFoundError, match=r"custom_iac: no prepared cache"):
+        package_bundle(c, tmp_path / "release")
