@@ -69,7 +69,26 @@ def _entropy_certainty(p: Mapping[str, float]) -> float:
     return 1.0 - h / math.log(n)
 
 
-class RandomCuts:
+class _Control:
+    """The rule's interface for a control: :meth:`check_cell` hands copies of the live logits to ``_decide``
+    (``tracks`` and ``lr`` are not used; a control records no verdicts)."""
+
+    def check_cell(self, tracks: CellTracks, alphas: Mapping[str, Mapping[str, float]],
+                   betas: Mapping[str, Mapping[str, float]], arch_step: int, lr: float, prune: bool = True,
+                   prune_nodes: bool = True) -> tuple[dict[str, dict[str, Verdict]], list[Cut]]:  # fmt: skip
+        """The cuts due at ``arch_step`` (none when observing only)."""
+        if not prune:
+            return {"edge": {}, "node": {}}, []
+        live_alphas = {k: dict(v) for k, v in alphas.items()}
+        live_betas = {str(j): dict(v) for j, v in betas.items()}
+        return {"edge": {}, "node": {}}, self._decide(live_alphas, live_betas, arch_step, prune_nodes)
+
+    def _decide(self, alphas: dict[str, dict[str, float]], betas: dict[str, dict[str, float]], arch_step: int,
+                prune_nodes: bool) -> list[Cut]:  # fmt: skip
+        raise NotImplementedError
+
+
+class RandomCuts(_Control):
     """Random choices on a recorded IAC-LTH search's schedule (see the module docstring).
 
     Args:
@@ -124,15 +143,9 @@ class RandomCuts:
         kept_list = [i for i in names if i in kept]
         return Cut("node", j, kept_list, [i for i in names if i not in kept], Verdict("cut", kept_list))
 
-    def check_cell(self, tracks: CellTracks, alphas: Mapping[str, Mapping[str, float]],
-                   betas: Mapping[str, Mapping[str, float]], arch_step: int, lr: float, prune: bool = True,
-                   prune_nodes: bool = True) -> tuple[dict[str, dict[str, Verdict]], list[Cut]]:  # fmt: skip
-        """The cuts due at ``arch_step`` (the rule's interface; ``tracks`` and ``lr`` are not used)."""
-        alphas = {k: dict(v) for k, v in alphas.items()}
-        betas = {str(j): dict(v) for j, v in betas.items()}
+    def _decide(self, alphas: dict[str, dict[str, float]], betas: dict[str, dict[str, float]], arch_step: int,
+                prune_nodes: bool) -> list[Cut]:  # fmt: skip
         cuts: list[Cut] = []
-        if not prune:
-            return {"edge": {}, "node": {}}, cuts
         while self.done < len(self.events) and self.events[self.done]["arch_step"] <= arch_step:
             e = self.events[self.done]
             self.done += 1
@@ -156,7 +169,7 @@ class RandomCuts:
             for key in _undecided(alphas, betas)[0]:
                 cuts.append(self._cut_edge(key, alphas[key], 1, arch_step))
                 _drop(alphas, betas, cuts[-1])
-        return {"edge": {}, "node": {}}, cuts
+        return cuts
 
     def state_dict(self) -> dict[str, Any]:
         return {"done": self.done}
@@ -165,7 +178,7 @@ class RandomCuts:
         self.done = int(state.get("done", 0))
 
 
-class SGASSchedule:
+class SGASSchedule(_Control):
     """One greedy decision every ``every`` arch steps, by SGAS's criterion (see the module docstring).
 
     Args:
@@ -196,14 +209,10 @@ class SGASSchedule:
         q = softmax(inputs)
         return sum(sorted(q.values(), reverse=True)[:2]) * _entropy_certainty(q)
 
-    def check_cell(self, tracks: CellTracks, alphas: Mapping[str, Mapping[str, float]],
-                   betas: Mapping[str, Mapping[str, float]], arch_step: int, lr: float, prune: bool = True,
-                   prune_nodes: bool = True) -> tuple[dict[str, dict[str, Verdict]], list[Cut]]:  # fmt: skip
-        """The decisions due at ``arch_step`` (the rule's interface; ``tracks`` and ``lr`` are not used)."""
-        alphas = {k: dict(v) for k, v in alphas.items()}
-        betas = {str(j): dict(v) for j, v in betas.items()}
+    def _decide(self, alphas: dict[str, dict[str, float]], betas: dict[str, dict[str, float]], arch_step: int,
+                prune_nodes: bool) -> list[Cut]:  # fmt: skip
         cuts: list[Cut] = []
-        while prune and arch_step >= (self.made + 1) * self.every:
+        while arch_step >= (self.made + 1) * self.every:
             edges, nodes = _undecided(alphas, betas)
             candidates = [(self.edge_score(alphas[k]), "edge", k) for k in edges]
             candidates += [(self.node_score(betas[j]), "node", j) for j in (nodes if prune_nodes else [])]
@@ -222,7 +231,7 @@ class SGASSchedule:
             cuts.append(Cut(kind, where, kept, [n for n in names if n not in kept], verdict))
             _drop(alphas, betas, cuts[-1])
             self.made += 1
-        return {"edge": {}, "node": {}}, cuts
+        return cuts
 
     def state_dict(self) -> dict[str, Any]:
         return {"made": self.made}
