@@ -17,6 +17,7 @@ class IAC:
 
     def __init__(self) -> None:
         self.bundles = Bundles()
+        self.monailabel = MonaiLabel()
 
     def synth(self, dataset: str, out_dir: str, patients: int = 20, seed: int = 0, **kwargs):
         """Write a synthetic stand-in for DATASET in its official raw layout under OUT_DIR."""
@@ -94,6 +95,24 @@ class Bundles:
         from iac_components.bundles.table import all_bundles
 
         return [s.name for s in all_bundles()]
+
+
+class MonaiLabel:
+    """A MONAI Label app for the collection's bundles."""
+
+    def app(self, out: str, bundle: str, cache_dir: str | None = None):
+        """Write a MONAI Label app under OUT serving BUNDLE (comma-separated release zips or trained bundle folders)
+        from TorchScript, with fine-tuning on MONAI Label's labels; prints the command that starts it."""
+        from iac_components.monailabel import write_app
+
+        written = write_app(out, bundle.split(",") if isinstance(bundle, str) else list(bundle), cache_dir)
+        for name, path in written.items():
+            print(f"{name}: {path}")
+        print(
+            "start it (in MONAI Label's own environment, see the bundle README):\n"
+            f"  monailabel start_server --app {out} --studies <folder of .nii.gz> --conf models {','.join(written)} "
+            "--host 127.0.0.1 --port 8000"
+        )
 
 
 def main() -> None:

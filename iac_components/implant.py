@@ -132,9 +132,11 @@ def implant(network: nn.Module, cells: IACCells, freeze_backbone: bool = True) -
 
 
 def load_network_weights(network: nn.Module, path: str | os.PathLike, key: str = "model", what: str = "") -> nn.Module:
-    """Load a MONAI ``CheckpointSaver`` file (``{key: state_dict}``) or a bare state dict into ``network``.
+    """Load a MONAI ``CheckpointSaver`` file (``{key: state_dict}``), a bare state dict, or the weights of an exported
+    ``.ts`` TorchScript model (a release ships model.ts alone) into ``network``.
 
-    Loads with ``weights_only=True``.
+    Checkpoints load with ``weights_only=True``. A TorchScript model exported from the slice-wise inference wrapper
+    keeps its ``network.`` prefix (the wrapper's state-dict hooks do not survive tracing); it is removed here.
 
     Raises:
         FileNotFoundError: one line naming the file and ``what`` to run first.
@@ -144,7 +146,12 @@ def load_network_weights(network: nn.Module, path: str | os.PathLike, key: str =
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}" + (f" ({what})" if what else ""))
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        if path.endswith(".ts"):
+            state = dict(torch.jit.load(path, map_location="cpu").state_dict())
+            if state and all(k.startswith("network.") for k in state):
+                state = {k[len("network.") :]: v for k, v in state.items()}
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing to the user
         raise ValueError(f"cannot read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from e
     if isinstance(state, dict) and key in state and isinstance(state[key], dict):

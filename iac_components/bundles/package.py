@@ -31,13 +31,15 @@ from typing import Any
 
 from iac_components.utils import write_json_atomic
 
-__all__ = ["RELEASE_MANIFEST_KEYS", "package_bundle"]
+__all__ = ["RELEASE_MANIFEST_KEYS", "TRAINING_PACKAGES_KEY", "package_bundle"]
 
 #: what inference needs of the prepared cache's manifest (no case list, no raw paths)
 RELEASE_MANIFEST_KEYS = ("format_version", "dataset", "modality", "channel_names", "class_names", "label_values",
                          "settings", "settings_hash", "transforms", "postprocessing")  # fmt: skip
 #: what ``model.ts`` needs besides torch and MONAI: the bundle command line (fire), the evaluator (ignite), NIfTI
 INFERENCE_PACKAGES = ("pytorch-ignite", "nibabel", "fire")
+#: where a release's metadata lists what only training and model.pt need (iac_components, torchvision)
+TRAINING_PACKAGES_KEY = "training_packages_version"
 
 
 def _sha256(path: Path) -> str:
@@ -79,15 +81,18 @@ def _release_manifest(bundle: Path, cache_dir: Path, custom: bool) -> dict[str, 
 
 
 def _release_metadata(meta: dict[str, Any], include_pt: bool) -> dict[str, Any]:
+    # The packages only training and model.pt need go under a key of their own: MONAI >= 1.5 renames
+    # `optional_packages_version` to `required_packages_version` on load, replacing the inference list.
     required = dict(meta.get("required_packages_version", {}))
-    optional = dict(meta.get("optional_packages_version", {}))
+    training = dict(meta.get(TRAINING_PACKAGES_KEY, {}))
     for name in ("iac_components", "torchvision"):
         if name in required:
-            optional[name] = required.pop(name)
+            training[name] = required.pop(name)
     missing = [k for k in INFERENCE_PACKAGES if k not in required]
     if missing:
         raise ValueError(f"metadata.json's required_packages_version lacks {missing}: model.ts needs them at inference")
-    out = {**meta, "required_packages_version": required, "optional_packages_version": optional}
+    out = {k: v for k, v in meta.items() if k != "optional_packages_version"}
+    out.update({"required_packages_version": required, TRAINING_PACKAGES_KEY: training})
     out["description"] = (
         meta.get("description", "").rstrip()
         + " This release runs models/model.ts with torch, MONAI, pytorch-ignite, nibabel and fire; iac_components"

@@ -21,7 +21,10 @@ __all__ = [
     "BundleData",
     "CellContributionHandler",
     "as_bool",
+    "deployed_geometry",
+    "deployed_model",
     "evaluate_models",
+    "export_torchscript",
     "fixed_network",
     "inference_network",
     "retrain_param_groups",
@@ -57,6 +60,8 @@ class BundleData:
         official_split: ACDC's official 100/50 training/testing split.
         datalist: training entries ``[{"image", "label"}, ...]`` (or a JSON file of them); None: ``dataset_dir``.
         val_datalist: validation entries; None: drawn from ``datalist``.
+        conventions: a manifest.json whose channels, classes and label values an ``msd`` / ``nnunet`` datalist
+            follows when there is no ``dataset_dir`` (a release's ``models/manifest.json``, as fine-tuning uses).
         settings: preprocessing overrides (``spacing``, ``spatial_size``, ...); None values are left to defaults.
     """
 
@@ -72,6 +77,7 @@ class BundleData:
         datalist: Any = None,
         split_fractions: Mapping[str, float] | None = None,
         val_datalist: Any = None,
+        conventions: str | None = None,
         **settings: Any,
     ) -> None:
         from iac_components.data import DatasetError, make_splits, prepare_dataset
@@ -103,9 +109,14 @@ class BundleData:
                 if dataset in ("msd", "nnunet"):  # classes and channels from the user's dataset.json
                     from iac_components.data import get_adapter
 
-                    if not os.path.isdir(dataset_dir):
+                    if os.path.isdir(dataset_dir):
+                        like = get_adapter(dataset, dataset_dir)
+                    elif conventions and os.path.isfile(conventions):  # or from the model's own manifest
+                        import json
+
+                        like = json.loads(Path(conventions).read_text())
+                    else:
                         raise DatasetError(f"a {dataset} datalist needs its dataset.json: pass --dataset_dir with it")
-                    like = get_adapter(dataset, dataset_dir)
                 entries = [{**e, "subset": "training"} for e in read_datalist(datalist)]
                 entries += [{**e, "subset": "validation"} for e in read_datalist(val_datalist or [])]
                 adapter = DatalistAdapter(entries, like=like)
@@ -189,13 +200,23 @@ def fixed_network(
     genotype: str | None,
     baseline_checkpoint: str | None = None,
     run_first: str = "",
+    init_checkpoint: str | None = None,
     **cell_kwargs: Any,
 ) -> nn.Module:
     """The retrain network: the baseline with the fixed cells of ``genotype.json`` (see
     :func:`~iac_components.implant.implant_fixed_cells`). ``genotype=None`` gives the baseline itself (the
     no-cell control of the benchmark). ``cell_channels`` left out or None: the width recorded in
-    ``genotype.json`` by the search. Missing files are one-line errors."""
+    ``genotype.json`` by the search. ``init_checkpoint``: the whole network's weights (backbone and cells) from a
+    retrained model (model.pt or model.ts), as fine-tuning starts (``finetune.json``). Missing files are one-line
+    errors."""
     from iac_components.implant import implant_fixed_cells, load_network_weights
+
+    if init_checkpoint is not None:
+        network = fixed_network(backbone, genotype, None, run_first, **cell_kwargs)
+        try:
+            return load_network_weights(network, init_checkpoint)
+        except (FileNotFoundError, ValueError) as e:
+            raise _fail(str(e)) from e
 
     network = _build_backbone(backbone)
     if cell_kwargs.get("cell_channels") is None and genotype not in (None, "", "none", "None"):
@@ -220,6 +241,54 @@ def fixed_network(
         return implant_fixed_cells(network, str(genotype), baseline_checkpoint=baseline_checkpoint, **cell_kwargs)
     except ValueError as e:
         raise _fail(str(e).splitlines()[0]) from e
+
+
+def deployed_model(ckpt_dir: str) -> str:
+    """The model a fine-tune starts from: ``<ckpt_dir>/model.pt`` (a retrain's checkpoint) or, in a release that
+    ships TorchScript only, ``<ckpt_dir>/model.ts``."""
+    for name in ("model.pt", "model.ts"):
+        path = os.path.join(str(ckpt_dir), name)
+        if os.path.isfile(path):
+            return path
+    raise _fail(f"no model to fine-tune in {ckpt_dir} (model.pt or model.ts): run configs/retrain.json first, or "
+                "download a release of this bundle")
+
+
+def deployed_geometry(ckpt_dir: str, cache_dir: str) -> dict[str, list]:
+    """``spacing`` and ``spatial_size`` the deployed model was trained with: from the release's
+    ``<ckpt_dir>/manifest.json``, else from the prepared cache (empty: the dataset's defaults). A fine-tune on new
+    data must preprocess as the model was trained, not as the new data's own median would say."""
+    for folder in (ckpt_dir, cache_dir):
+        geometry = _cached_geometry(str(folder))
+        if geometry:
+            return geometry
+    return {}
+
+
+def export_torchscript(bundle_root: str, ckpt_dir: str, input_shape: list[int], checkpoint: str = "model.pt") -> str:
+    """``<ckpt_dir>/model.ts`` from ``<ckpt_dir>/<checkpoint>``, as the README's ``ckpt_export`` command writes it
+    (``network_def`` of ``inference.json``, traced), replaced atomically: a MONAI Label server reloads model.ts when
+    its modification time changes, and must never read half a file."""
+    import warnings
+
+    from monai.bundle import ckpt_export
+
+    ckpt = os.path.join(str(ckpt_dir), checkpoint)
+    if not os.path.isfile(ckpt):
+        raise _fail(f"no checkpoint at {ckpt} to export: the run saved none (was there a validation epoch?)")
+    final = os.path.join(str(ckpt_dir), "model.ts")
+    part = final + ".part"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        ckpt_export(
+            "network_def", filepath=part, ckpt_file=ckpt, bundle_root=str(bundle_root), ckpt_dir=str(ckpt_dir),
+            config_file=os.path.join(str(bundle_root), "configs", "inference.json"),
+            meta_file=os.path.join(str(bundle_root), "configs", "metadata.json"), torchscript="false",
+            key_in_ckpt="model", use_trace=True, input_shape=[int(v) for v in input_shape],
+            converter_kwargs={"check_trace": False},
+        )  # fmt: skip
+    os.replace(part, final)
+    return final
 
 
 def retrain_param_groups(

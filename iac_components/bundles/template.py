@@ -15,6 +15,7 @@ from iac_components.bundles.training_configs import (
     COMPARISON_BASELINES,
     comparison_baseline_config,
     evaluate_config,
+    finetune_config,
     retrain_config,
     search_config,
     train_config,
@@ -36,5 +37,6 @@ def render(spec: BundleSpec) -> dict[str, dict[str, Any]]:
     files = {f"{name}.json": fn(spec) for name, fn in WORKFLOWS.items()}
     for b in COMPARISON_BASELINES:
         files[f"baseline_{b}.json"] = comparison_baseline_config(spec, b)
+    files["finetune.json"] = finetune_config(spec)  # an overlay on retrain.json, not a workflow of its own
     files["metadata.json"] = metadata(spec)
     return files

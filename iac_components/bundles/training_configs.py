@@ -1,5 +1,5 @@
-"""``train.json``, ``retrain.json``, ``search.json``, ``evaluate.json`` and the comparison baselines'
-overlays: each stands alone (``python -m monai.bundle run --config_file <bundle>/configs/search.json`` needs no
+"""``train.json``, ``retrain.json``, ``search.json``, ``evaluate.json``, the comparison baselines' configs and the
+``finetune.json`` overlay. Each but the overlay stands alone (``python -m monai.bundle run --config_file <bundle>/configs/search.json`` needs no
 other config), and reads top to bottom as in the MONAI model zoo: paths and devices, data, network, loss,
 optimisers, then the ``train`` / ``validate`` sections, and ``initialize`` / ``run`` / ``finalize``.
 """
@@ -25,8 +25,8 @@ from iac_components.bundles.table import BundleSpec
 from iac_components.ops import DEFAULT_OPS
 
 __all__ = [
-    "COMPARISON_BASELINES", "comparison_baseline_config", "evaluate_config", "retrain_config", "search_config",
-    "train_config",
+    "COMPARISON_BASELINES", "comparison_baseline_config", "evaluate_config", "finetune_config", "retrain_config",
+    "search_config", "train_config",
 ]  # fmt: skip
 
 
@@ -123,6 +123,29 @@ def retrain_config(spec: BundleSpec) -> dict[str, Any]:
         "cell_channels": None,  # None: the width genotype.json records (the search's)
     }
     return insert_after(config, "augment", extra)
+
+
+def finetune_config(spec: BundleSpec) -> dict[str, Any]:
+    """The overlay on ``retrain.json`` that fine-tunes the deployed model on new labelled volumes, as MONAI Label's
+    trainer runs it (``train#dataset#data``, ``validate#dataset#data``, ``train#trainer#max_epochs``).
+
+    It starts from the whole retrained network (models/model.pt, or the weights of models/model.ts in a release that
+    ships TorchScript only) instead of the baseline, preprocesses at the geometry the model was trained with (the
+    release's models/manifest.json or the prepared cache), validates every epoch (the best checkpoint is
+    models/model.pt), and exports models/model.ts again at the end, so that the next inference, which runs on
+    model.ts, uses the fine-tuned weights."""
+    return {
+        "spacing": f"${RUNTIME}.deployed_geometry(@ckpt_dir, @cache_dir).get('spacing')",
+        "spatial_size": f"${RUNTIME}.deployed_geometry(@ckpt_dir, @cache_dir).get('spatial_size')",
+        "init_checkpoint": f"${RUNTIME}.deployed_model(@ckpt_dir)",
+        "data#conventions": "$@ckpt_dir + '/manifest.json'",
+        "network_def#baseline_checkpoint": None,
+        "network_def#init_checkpoint": "@init_checkpoint",
+        "val_interval": 1,
+        "finalize": [
+            f"${RUNTIME}.export_torchscript(@bundle_root, @ckpt_dir, [1, @num_channels] + list(@data.spatial_size) + [16])"
+        ],
+    }
 
 
 def search_config(spec: BundleSpec) -> dict[str, Any]:

@@ -63,8 +63,9 @@ class DatalistAdapter(DatasetAdapter):
     Args:
         data: the datalist (see :func:`read_datalist`); entries of ``subset="validation"`` are the validation
             patients of :func:`~iac_components.data.splits.datalist_splits`.
-        like: the dataset whose conventions the files follow (``acdc``, ``brats2021``, ...), or an adapter
-            instance (the user's ``dataset.json`` for ``msd`` / ``nnunet``).
+        like: the dataset whose conventions the files follow (``acdc``, ``brats2021``, ...), an adapter
+            instance (the user's ``dataset.json`` for ``msd`` / ``nnunet``), or a prepared manifest (a release's
+            ``models/manifest.json``: the conventions the model was trained with).
         base_dir: folder of relative paths.
     """
 
@@ -73,7 +74,7 @@ class DatalistAdapter(DatasetAdapter):
     def __init__(
         self,
         data: Sequence[Mapping[str, Any]] | str | os.PathLike,
-        like: str | DatasetAdapter,
+        like: str | DatasetAdapter | Mapping[str, Any],
         base_dir: str | os.PathLike | None = None,
     ) -> None:
         items = read_datalist(data)
@@ -87,6 +88,14 @@ class DatalistAdapter(DatasetAdapter):
                 tuple(like.channel_names), tuple(like.class_names), tuple(like.label_values)
             )  # fmt: skip
             self.modality = like.modality
+        elif isinstance(like, Mapping):
+            try:
+                self.like = str(like["dataset"])
+                self.channel_names, self.class_names = tuple(like["channel_names"]), tuple(like["class_names"])
+                self.label_values = tuple(like["label_values"])
+                self.modality = str(like["modality"])
+            except KeyError as e:
+                raise DatasetError(f"the model's manifest has no {e.args[0]!r}: package the bundle again") from None
         else:
             from iac_components.data.settings import get_settings
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +93,35 @@ def copy_bundle(name: str, dst_parent: Path) -> Path:
     dst = dst_parent / name
     shutil.copytree(BUNDLES / name, dst, ignore=shutil.ignore_patterns("models", "cache", "eval"))
     return dst
+
+
+# a meta-path finder ahead of the editable install's: any import of iac_components fails, and is recorded
+BLOCK_IAC = textwrap.dedent(
+    """
+    import atexit, sys
+    class BlockIAC:
+        attempts = []
+        def find_spec(self, name, path=None, target=None):
+            if name == "iac_components" or name.startswith("iac_components."):
+                self.attempts.append(name)
+                raise ImportError(f"iac_components is blocked in this test ({name})")
+            return None
+    sys.meta_path.insert(0, BlockIAC())
+    atexit.register(lambda: print(f"blocked imports: {BlockIAC.attempts}", file=sys.stderr))
+    """
+)
+RUN_MONAI_BUNDLE = BLOCK_IAC + "import runpy\nsys.argv[0] = 'monai.bundle'\nrunpy.run_module('monai.bundle', run_name='__main__')\n"
+
+
+def run_blocked(code: str, *args: str, cwd) -> subprocess.CompletedProcess:
+    """``python -c code args`` in ``cwd`` (with :data:`BLOCK_IAC` in effect when ``code`` starts with it)."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=cwd, env=subprocess_env(), capture_output=True, text=True, timeout=300
+    )
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (a server started right after binds it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -9,12 +9,16 @@ cost).
 
 from __future__ import annotations
 
+import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from bundle_utils import GENOTYPE, SEARCH_EPOCHS, SMALL, SMALL_ARGS, check_ok, copy_bundle, monai_bundle, run_workflow
+from monai.bundle import ckpt_export
 
 from iac_components.data import synthesize
 from iac_components.genotype import save_genotypes
@@ -79,6 +83,23 @@ def acdc_retrained(acdc_searched) -> Pipeline:
     p = acdc_searched
     p.runs["retrain"] = run_workflow(p.root / "configs/retrain.json", dataset_dir=str(p.raw), epochs=1, **SMALL)
     return p
+
+
+@pytest.fixture(scope="session")
+def acdc_exported(acdc_retrained, tmp_path_factory) -> Path:
+    """A folder with the retrained model exported to TorchScript (``model.ts``, traced as the README's export
+    command does) and its ``genotype.json``: what ``iac bundles package --models`` takes."""
+    out = tmp_path_factory.mktemp("acdc_export")
+    models = acdc_retrained.root / "models"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        ckpt_export(
+            "network_def", filepath=str(out / "model.ts"), ckpt_file=str(models / "model.pt"),
+            config_file=str(acdc_retrained.root / "configs" / "inference.json"), bundle_root=str(acdc_retrained.root),
+            key_in_ckpt="model", use_trace=True, input_shape=[1, 1, 48, 48, 4], converter_kwargs={"check_trace": False},
+        )  # fmt: skip
+    shutil.copy2(models / "genotype.json", out / "genotype.json")
+    return out
 
 
 @pytest.fixture(scope="session")

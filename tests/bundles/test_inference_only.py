@@ -3,66 +3,34 @@ with ``iac_components`` not importable and writes the same label map as the eage
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
+import shutil
 
 import nibabel as nib
 import numpy as np
 import pytest
-from bundle_utils import SMALL_INFER, copy_bundle, run_workflow, subprocess_env
-from monai.bundle import ckpt_export
+from bundle_utils import BLOCK_IAC, RUN_MONAI_BUNDLE, SMALL_INFER, copy_bundle, run_blocked, run_workflow
 
-# a meta-path finder ahead of the editable install's: any import of iac_components fails, and is recorded
-BLOCK_IAC = textwrap.dedent(
-    """
-    import atexit, sys
-    class BlockIAC:
-        attempts = []
-        def find_spec(self, name, path=None, target=None):
-            if name == "iac_components" or name.startswith("iac_components."):
-                self.attempts.append(name)
-                raise ImportError(f"iac_components is blocked in this test ({name})")
-            return None
-    sys.meta_path.insert(0, BlockIAC())
-    atexit.register(lambda: print(f"blocked imports: {BlockIAC.attempts}", file=sys.stderr))
-    """
-)
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")]
-
-RUN_MONAI_BUNDLE = BLOCK_IAC + "import runpy\nsys.argv[0] = 'monai.bundle'\nrunpy.run_module('monai.bundle', run_name='__main__')\n"
-
-
-def _blocked(code: str, *args: str, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", code, *args], cwd=cwd, env=subprocess_env(), capture_output=True, text=True, timeout=300
-    )
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def ts_only_bundle(acdc_retrained, tmp_path_factory):
+def ts_only_bundle(acdc_exported, tmp_path_factory):
     """A copy of ``acdc_iac`` whose models/ holds only the exported TorchScript of the retrained model."""
     root = copy_bundle("acdc_iac", tmp_path_factory.mktemp("ts_only"))
     (root / "models").mkdir()
-    ckpt_export(
-        "network_def", filepath=str(root / "models" / "model.ts"), ckpt_file=str(acdc_retrained.root / "models" / "model.pt"),
-        config_file=str(acdc_retrained.root / "configs" / "inference.json"), bundle_root=str(acdc_retrained.root),
-        key_in_ckpt="model", use_trace=True,
-        input_shape=[1, 1, 48, 48, 4], converter_kwargs={"check_trace": False},
-    )  # fmt: skip
-    assert sorted(p.name for p in (root / "models").iterdir()) == ["model.ts"]
+    shutil.copy2(acdc_exported / "model.ts", root / "models" / "model.ts")
     return root
 
 
 def test_blocker_blocks(tmp_path):
-    proc = _blocked(BLOCK_IAC + "import iac_components.networks\n", cwd=tmp_path)
+    proc = run_blocked(BLOCK_IAC + "import iac_components.networks\n", cwd=tmp_path)
     assert proc.returncode != 0 and "iac_components is blocked" in proc.stderr
     assert "blocked imports: ['iac_components']" in proc.stderr
 
 
 def test_torchscript_inference_without_iac_components(ts_only_bundle, acdc_retrained, tmp_path):
     src = acdc_retrained.raw / "testing" / "patient102" / "patient102_frame01.nii.gz"
-    proc = _blocked(
+    proc = run_blocked(
         RUN_MONAI_BUNDLE, "run", "--config_file", str(ts_only_bundle / "configs" / "inference.json"), "--bundle_root",
         str(ts_only_bundle), "--input", str(src),
         "--output_dir", str(tmp_path / "ts"), "--spacing", "[2.0, 2.0]", "--spatial_size", "[48, 48]", "--device", "cpu",

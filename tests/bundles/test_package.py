@@ -10,6 +10,7 @@ import zipfile
 
 import pytest
 from bundle_utils import BUNDLES
+from monai.bundle import ConfigParser
 
 from iac_components.bundles.package import package_bundle
 
@@ -47,7 +48,12 @@ def test_package_writes_the_zip_the_index_and_the_large_file_entry(tmp_path):
     meta = json.loads(z.read("acdc_iac/configs/metadata.json"))
     assert "iac_components" not in meta["required_packages_version"]
     assert {"pytorch-ignite", "nibabel", "fire"} <= set(meta["required_packages_version"])
-    assert "iac_components" in meta["optional_packages_version"]
+    assert "iac_components" in meta["training_packages_version"] and "optional_packages_version" not in meta
+    # what MONAI reads back is the inference list (it would rename an `optional_packages_version` onto it)
+    (tmp_path / "meta.json").write_bytes(z.read("acdc_iac/configs/metadata.json"))
+    parser = ConfigParser()
+    parser.read_meta(str(tmp_path / "meta.json"))
+    assert parser.get("_meta_#required_packages_version") == meta["required_packages_version"]
     ts_sha = hashlib.sha256(b"torchscript stand-in").hexdigest()
     large = z.read("acdc_iac/large_files.yml").decode()
     assert f"http://127.0.0.1:8765/acdc_iac_v{version}_model.ts" in large and ts_sha in large
