@@ -101,6 +101,10 @@ class BundleData:
             )
         if use_datalist:
             cache_dir = os.path.join(str(cache_dir), "datalist")
+        from iac_components.distributed import barrier, is_distributed, is_main_process
+
+        if is_distributed() and not is_main_process():
+            barrier()  # under torchrun rank 0 prepares the cache and the splits; the others then find them ready
         overrides = {k: v for k, v in settings.items() if v is not None}
         overrides.update({k: v for k, v in _cached_geometry(cache_dir).items() if settings.get(k) is None})
         try:
@@ -131,6 +135,8 @@ class BundleData:
                 )
         except (DatasetError, FileNotFoundError, ValueError, TypeError) as e:
             raise _fail(str(e).splitlines()[0]) from e
+        if is_distributed() and is_main_process():
+            barrier()
         from iac_components.data import load_manifest
 
         self.manifest = load_manifest(manifest_path)
@@ -303,6 +309,9 @@ def retrain_param_groups(
     """
     from iac_components.implant import ImplantedNetwork
 
+    from iac_components.distributed import unwrap
+
+    network = unwrap(network)  # multi_gpu_retrain.json wraps it in DistributedDataParallel
     lr, mult = float(learning_rate), float(backbone_lr_multiplier)
     if isinstance(network, ImplantedNetwork):
         cells = network.cells
@@ -340,8 +349,10 @@ class CellContributionHandler:
         from iac_components.search.pruning import contribution_text, measure_cells
         from iac_components.utils import write_json_atomic
 
+        from iac_components.distributed import is_main_process
+
         c = measure_cells(engine)
-        if c is None:
+        if c is None or not is_main_process():
             return
         engine.logger.info("IAC cells at the end of the retrain: " + contribution_text(c))
         if self.output_file:
@@ -386,6 +397,7 @@ def evaluate_models(
         save_predictions: also write the predicted label maps.
     """
     from iac_components.data import evaluate_patients
+    from iac_components.distributed import is_main_process
     from iac_components.implant import load_network_weights
     from iac_components.utils import write_json_atomic
 
@@ -404,10 +416,11 @@ def evaluate_models(
             save_predictions=as_bool(save_predictions),
         )  # fmt: skip
         results[name] = summary
-        print(f"{name}: mean Dice {summary['summary']['mean_dice']:.4f} over {summary['summary']['num_patients']} "
-              f"patients ({fold}); {out}")
+        if is_main_process():
+            print(f"{name}: mean Dice {summary['summary']['mean_dice']:.4f} over {summary['summary']['num_patients']} "
+                  f"patients ({fold}); {out}")
     report: dict[str, Any] = {n: r["summary"] for n, r in results.items()}
-    if len(results) > 1:
+    if len(results) > 1 and is_main_process():
         from iac_components.stats import compare_runs
 
         reference = "baseline" if "baseline" in results else None
@@ -415,5 +428,6 @@ def evaluate_models(
         for n, c in report["comparison"]["vs_reference"].items():
             print(f"{n} - {report['comparison']['reference']}: {c['mean_diff']:+.4f} Dice "
                   f"(95% CI {c['ci95'][0]:+.4f}..{c['ci95'][1]:+.4f}, Wilcoxon p={c['wilcoxon_p']:.3g})")
-    write_json_atomic(Path(output_dir) / "evaluation.json", report)
+    if is_main_process():  # under torchrun every rank holds all the rows (gathered); rank 0 writes
+        write_json_atomic(Path(output_dir) / "evaluation.json", report)
     return report

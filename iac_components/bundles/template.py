@@ -10,6 +10,7 @@ from typing import Any
 from iac_components.bundles.config_parts import BUNDLE_ROOT
 from iac_components.bundles.inference_config import inference_config
 from iac_components.bundles.metadata import metadata
+from iac_components.bundles.multi_gpu import MULTI_GPU_WORKFLOWS, multi_gpu_config
 from iac_components.bundles.table import BundleSpec
 from iac_components.bundles.training_configs import (
     COMPARISON_BASELINES,
@@ -38,5 +39,7 @@ def render(spec: BundleSpec) -> dict[str, dict[str, Any]]:
     for b in COMPARISON_BASELINES:
         files[f"baseline_{b}.json"] = comparison_baseline_config(spec, b)
     files["finetune.json"] = finetune_config(spec)  # an overlay on retrain.json, not a workflow of its own
+    for w in MULTI_GPU_WORKFLOWS:  # overlays for torchrun, the model-zoo way
+        files[f"multi_gpu_{w}.json"] = multi_gpu_config(spec, w)
     files["metadata.json"] = metadata(spec)
     return files

@@ -145,15 +145,20 @@ def evaluate_patients(
         was_training = network.training
         network.eval()
         predictor = slice_predictor(network, device, sw_batch_size)
+    from iac_components.distributed import gather_rows, is_main_process, shard
+
     try:
-        rows = _evaluate_cases(m, cases, predictor, label_values, class_names, regions, hmax, out_dir, save_predictions, progress)
+        # under torchrun each rank evaluates every world_size-th case; the rows come back in the cases' order
+        mine = shard(cases)
+        rows = _evaluate_cases(m, mine, predictor, label_values, class_names, regions, hmax, out_dir, save_predictions, progress)
+        rows = gather_rows(rows, [c["case_id"] for c in cases], "case_id")
     finally:
         if was_training is not None:
             network.train(was_training)
     summary = summarize_metrics(rows, class_names, list(regions))
     summary.update(dataset=m["dataset"], fold=fold, hd95_max=hmax if hmax is not None else "image diagonal (mm)")
     csv_path = json_path = None
-    if out_dir is not None:
+    if out_dir is not None and is_main_process():
         csv_path, json_path = write_metrics(out_dir, rows, summary)
     return {"summary": summary, "rows": rows, "csv": csv_path, "json": json_path}
 

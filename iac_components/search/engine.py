@@ -14,6 +14,11 @@ A non-finite loss, α or β stops the search at once with a one-line :class:`Non
 arch step and the tensor: no genotype is written (the pruning handler writes it only when the run completes) and
 the last checkpoint, from the end of the previous epoch, stays as it was.
 
+Under ``torchrun`` (:mod:`iac_components.distributed`): every rank starts from rank 0's network, the gradients an
+optimiser steps are averaged across ranks (by DDP's backward when the network is wrapped in it, as for training;
+by one all-reduce otherwise, as for the search, whose α/β therefore stay identical on every rank), and a
+``DistributedSampler`` gets ``set_epoch`` at every epoch.
+
 Exact resume: with ``seed`` set, every epoch starts by re-seeding Python, NumPy and torch, the loaders'
 generators and the random transforms of loaders without workers, from ``(seed, epoch)``. A run resumed at an
 epoch boundary therefore sees the same batches as an uninterrupted one, with no RNG state in the checkpoint.
@@ -35,7 +40,9 @@ from monai.engines.utils import IterationEvents, default_prepare_batch
 from monai.engines.workflow import Workflow
 from monai.inferers import Inferer
 from monai.utils.enums import CommonKeys as Keys
+from torch.nn.parallel import DistributedDataParallel
 
+from iac_components.distributed import average_gradients, broadcast_module, is_distributed
 from iac_components.utils import as_bool
 
 __all__ = ["IACSearchTrainer", "IACTrainer", "NonFiniteError", "SearchEvents", "autocast_dtype", "reseed_loaders"]
@@ -160,6 +167,10 @@ class IACTrainer(SupervisedTrainer):
         seed: int | None = None,
     ) -> None:
         device = _as_device(device)
+        if is_distributed():
+            import ignite.distributed as idist
+
+            idist.get_rank()  # Ignite's lazy group set-up is a collective: every rank builds a trainer, so here
         amp = as_bool(amp)
         amp_dtype, amp_kwargs = _split_amp_kwargs(amp_dtype, amp_kwargs)
         self.autocast_dtype = autocast_dtype(device, amp, amp_dtype)
@@ -193,6 +204,7 @@ class IACTrainer(SupervisedTrainer):
         )
         # re-seed before any user handler runs at EPOCH_STARTED, then attach the user handlers
         self.add_event_handler(Events.EPOCH_STARTED, self._reseed)
+        self.add_event_handler(Events.STARTED, self._same_network_on_every_rank)
         if train_handlers is not None:
             self._register_handlers(train_handlers)
 
@@ -214,9 +226,13 @@ class IACTrainer(SupervisedTrainer):
             False when the grad scaler skipped the step (inf/NaN gradients in fp16), else True.
         """
         scaled = self.scaler.scale(loss) if self.scaler is not None else loss
-        grads = torch.autograd.grad(scaled, params, allow_unused=True)
-        for p, g in zip(params, grads):
-            p.grad = g
+        if isinstance(self.network, DistributedDataParallel):
+            scaled.backward()  # DDP's hooks all-reduce the gradients during the backward pass
+        else:
+            grads = torch.autograd.grad(scaled, params, allow_unused=True)
+            for p, g in zip(params, grads):
+                p.grad = g
+            average_gradients(params)  # under torchrun without DDP (the search): the mean over ranks
         if self.scaler is None:
             optimizer.step()
             return True
@@ -272,7 +288,15 @@ class IACTrainer(SupervisedTrainer):
         return self._weight_step(engine, batchdata)
 
     # --- determinism ------------------------------------------------------------------------------------------
+    def _same_network_on_every_rank(self, engine: Engine) -> None:
+        if not isinstance(self.network, DistributedDataParallel):  # DDP broadcasts rank 0's module itself
+            broadcast_module(self.network)
+
     def _reseed(self, engine: Engine) -> None:
+        for loader in self._seeded_loaders:
+            sampler = getattr(loader, "sampler", None)
+            if callable(getattr(sampler, "set_epoch", None)):  # DistributedSampler: a new shuffle each epoch
+                sampler.set_epoch(engine.state.epoch)
         if self.seed is None:
             return
         reseed_loaders(int(self.seed) * 100_003 + engine.state.epoch, self._seeded_loaders)
@@ -326,6 +350,11 @@ class IACSearchTrainer(IACTrainer):
         warmup_steps: int = 0,
         **kwargs: Any,
     ) -> None:
+        if isinstance(network, DistributedDataParallel):
+            raise TypeError(
+                "the search averages its own gradients across ranks: pass the network itself, not wrapped in "
+                "DistributedDataParallel (configs/multi_gpu_search.json)"
+            )
         if not hasattr(network, "arch_parameters"):
             raise TypeError(f"the search needs a network with search cells, got {type(network).__name__}")
         if as_bool(kwargs.get("compile", False)):

@@ -10,6 +10,10 @@ logged through the engine's logger.
 
 With ``prune=False`` (observe-only) it records the same history for a full-length search and prunes nothing.
 
+Under ``torchrun`` every rank runs the handler: the rule sees rank 0's α/β (identical anyway: the engine averages
+the gradients), the ranks check that their cuts agree before applying them at the same arch step, so they stop at
+the same step with the same structure; only rank 0 logs and writes the history and the genotype.
+
 History (``search_history.json``), one entry per epoch: raw α and β, importance (``softmax(β)·softmax(α)``), the
 paper's raw product ``α·β``, ``p_e``, ``q_j``, the checks of the epoch (each with the arch step, the arch
 learning rate, the live α/β logits and, per edge and node, the rule's verdict: divergence, threshold in force,
@@ -29,6 +33,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from iac_components.cell import SearchCells
+from iac_components.distributed import agree, broadcast_tensors, is_main_process, unwrap
 from iac_components.genotype import edge_key, parse_edge_key, save_genotypes
 from iac_components.search.controls import make_control
 from iac_components.search.engine import SearchEvents
@@ -194,8 +199,12 @@ class JSDPruningHandler:
         """Run one check: hand every group's live logits to the rule, carry out its cuts."""
         cells = self.cells
         lr = _arch_lr(engine)
+        # under torchrun: α/β are identical on every rank (averaged gradients); take rank 0's bits all the same,
+        # so that every rank's rule sees the same logits, then check that the ranks' cuts agree before any applies
+        broadcast_tensors(list(engine.network.arch_parameters()))
         check: dict[str, Any] = {"arch_step": engine.arch_steps, "lr": lr, "alpha": [], "beta": [], "verdicts": [],
                                  "d_edge": [], "d_node": [], "events": []}
+        decided = []
         for g, arch in enumerate(cells.archs):
             alphas = {k: _as_dict(arch.edge_ops[k], v.float()) for k, v in arch.alpha_dict().items()}
             betas = {str(j): _as_dict(arch.node_inputs[j], v.float()) for j, v in arch.beta_dict().items()}
@@ -207,6 +216,10 @@ class JSDPruningHandler:
             check["verdicts"].append({kind: {k: v.to_dict() for k, v in vs.items()} for kind, vs in verdicts.items()})
             check["d_edge"].append({k: v.d for k, v in verdicts["edge"].items()})
             check["d_node"].append({k: v.d for k, v in verdicts["node"].items()})
+            decided.append(cuts)
+        agree(f"the cuts at arch step {engine.arch_steps}",
+              [[c.to_event(engine.arch_steps) for c in cuts] for cuts in decided])  # fmt: skip
+        for g, cuts in enumerate(decided):
             for cut in cuts:
                 if cut.kind == "node":
                     remap = cells.prune_node(g, int(cut.where), [int(i) for i in cut.kept])
@@ -218,7 +231,7 @@ class JSDPruningHandler:
                 why = (f"lead {cut.verdict.lead:.3g} >= {cut.verdict.margin:.3g} logits; JSD {cut.verdict.d:.3g} < "
                        f"{cut.verdict.threshold:.3g} bits" if self.control is None else "not the JSD rule")
                 who = "IAC-LTH" if self.control is None else f"Control {self.control['name']}"
-                self.logger.info(
+                self._log(
                     f"{who} cut at epoch {event['epoch']}, arch step {event['arch_step']}: {cut.kind} {cut.where} "
                     f"keeps {cut.kept}, drops {cut.dropped} ({why}); {sum(a.ops_alive() for a in cells.archs)} ops alive"
                 )
@@ -226,10 +239,14 @@ class JSDPruningHandler:
         self.events.extend(check["events"])
         if self.prune and cells.is_decided() and self.decided_at is None:
             self.decided_at = {"epoch": engine.state.epoch, "arch_step": engine.arch_steps}
-            self.logger.info(f"{'IAC-LTH' if self.control is None else self.method}: the cell is decided at epoch {engine.state.epoch}, arch step "
+            self._log(f"{'IAC-LTH' if self.control is None else self.method}: the cell is decided at epoch {engine.state.epoch}, arch step "
                              f"{engine.arch_steps}: {'; '.join(str(g) for g in cells.genotypes())}")
             if self.terminate:
                 engine.terminate()
+
+    def _log(self, message: str) -> None:
+        if is_main_process():
+            self.logger.info(message)
 
     def _apply(self, engine: Engine, remap: Mapping) -> None:
         """Take what was deleted out of both optimisers (and carry the kept α/β state over)."""
@@ -242,7 +259,8 @@ class JSDPruningHandler:
         self._elapsed += wall
         self.epochs.append(self._snapshot(engine, wall))
         self._write_history()
-        PROGRESS.info(_progress_line(engine, self.epochs[-1], self.prune))
+        if is_main_process():
+            PROGRESS.info(_progress_line(engine, self.epochs[-1], self.prune))
 
     def _completed(self, engine: Engine) -> None:
         if not self.epochs or self.epochs[-1]["epoch"] != engine.state.epoch:
@@ -251,9 +269,9 @@ class JSDPruningHandler:
             self.epochs[-1]["partial"] = True
         self.final_contribution = self.epochs[-1].get("cells")
         if self.final_contribution:
-            self.logger.info("IAC cells at the end of the search: " + contribution_text(self.final_contribution))
+            self._log("IAC cells at the end of the search: " + contribution_text(self.final_contribution))
         self._write_history()
-        if self.genotype_path is not None:
+        if self.genotype_path is not None and is_main_process():
             cells = self.cells
             save_genotypes(
                 self.genotype_path,
@@ -334,7 +352,7 @@ class JSDPruningHandler:
         }
 
     def _write_history(self) -> None:
-        if self.history_path is not None:
+        if self.history_path is not None and is_main_process():
             write_json_atomic(self.history_path, self.history(), indent=None)
 
     # --- checkpointing --------------------------------------------------------------------------------------
@@ -378,7 +396,7 @@ class JSDPruningHandler:
 
 def measure_cells(engine: Engine) -> dict[str, Any] | None:
     """γ and the cells' contribution ``‖γ·cell‖/‖skip‖`` per level, on the epoch's last weight batch."""
-    network, batch = engine.network, getattr(engine.state, "batch", None)
+    network, batch = unwrap(engine.network), getattr(engine.state, "batch", None)
     if not hasattr(network, "cell_contribution") or batch is None:
         return None
     try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -119,9 +118,3 @@ def run_blocked(code: str, *args: str, cwd) -> subprocess.CompletedProcess:
         [sys.executable, "-c", code, *args], cwd=cwd, env=subprocess_env(), capture_output=True, text=True, timeout=300
     )
 
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now (a server started right after binds it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

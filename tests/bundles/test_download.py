@@ -21,7 +21,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from bundle_utils import RUN_MONAI_BUNDLE, SMALL_INFER, free_port, run_blocked, run_workflow
+from bundle_utils import RUN_MONAI_BUNDLE, SMALL_INFER, run_blocked, run_workflow
+from launch_utils import free_port
 
 from iac_components.bundles.package import package_bundle
 from iac_components.bundles.runtime import export_torchscript

@@ -27,7 +27,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from bundle_utils import REPO, check_ok, free_port, monai_bundle
+from bundle_utils import REPO, check_ok, monai_bundle
+from launch_utils import free_port
 
 from iac_components.bundles.package import package_bundle
 from iac_components.monailabel import write_app

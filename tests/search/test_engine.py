@@ -11,7 +11,7 @@ import torch
 from monai.handlers import CheckpointLoader, CheckpointSaver
 from monai.losses import DiceCELoss
 from monai.networks.nets import BasicUNet
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from iac_components.implant import implant_search_cells
 from iac_components.search import IACSearchTrainer, IACTrainer, JSDPruningHandler
@@ -28,12 +28,19 @@ def _data(n, seed):
     return [{"image": x[i], "label": y[i]} for i in range(n)]
 
 
-def make_search(max_epochs=30, seed=0, rule=None, handlers=(), warmup_steps=4, amp=False, out=None, k=2, val=None):
+def make_search(max_epochs=30, seed=0, rule=None, handlers=(), warmup_steps=4, amp=False, out=None, k=2, val=None,
+                distributed=False):  # fmt: skip
+    """A tiny search; ``distributed``: both loaders shard by ``DistributedSampler`` (under a process group)."""
     torch.manual_seed(seed)
     backbone = BasicUNet(2, 1, 2, features=(8, 8, 8, 8, 8, 8), norm="batch")
     net = implant_search_cells(backbone, cell_channels=8, partial_k=k, ops=OPS)
-    train = DataLoader(_data(16, 1), batch_size=4, shuffle=True, generator=torch.Generator())
-    val = DataLoader(val or _data(16, 2), batch_size=4, shuffle=True, generator=torch.Generator())
+
+    def loader(data):
+        if distributed:
+            return DataLoader(data, batch_size=4, sampler=DistributedSampler(data, shuffle=True))
+        return DataLoader(data, batch_size=4, shuffle=True, generator=torch.Generator())
+
+    train, val = loader(_data(16, 1)), loader(val or _data(16, 2))
     wopt = torch.optim.SGD(list(net.weight_parameters()), lr=0.05, momentum=0.9)
     aopt = torch.optim.Adam(list(net.arch_parameters()), lr=0.05, betas=(0.5, 0.999))
     paths = {} if out is None else {"genotype_path": out / "genotype.json", "history_path": out / "search_history.json"}
