@@ -102,6 +102,7 @@ def test_baseline_checkpoint_loads_and_missing_one_says_what_to_run(tmp_path):
         load_network_weights(_basic_unet(), tmp_path / "other.pt")
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch and MONAI
 def test_the_networks_do_not_import_the_implant_and_every_adapter_is_in_one_table():
     """No import cycle implant <-> networks and no registration by import side effect: ``iac_components.networks``
     loads without the implant module, and the adapter table lists every family without anything else imported."""

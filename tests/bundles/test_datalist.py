@@ -69,6 +69,7 @@ def test_splits_keep_validation_entries_apart_and_the_dataset_filters_by_file(pa
     assert alone["patients"]["validation"] and set(alone["patients"]["train"]) | set(alone["patients"]["validation"]) == set(ids)
 
 
+@pytest.mark.slow  # three bundle workflows end to end
 def test_train_search_retrain_from_a_datalist(pairs, tmp_path):
     """What MONAI Label's bundle trainer passes: no --dataset_dir, the datalists in the MONAI properties."""
     root = copy_bundle("acdc_iac", tmp_path)

@@ -145,6 +145,7 @@ def test_amp_kwargs_that_contradict_the_engine_are_one_line_errors():
         _plain_trainer(amp=True, amp_dtype="float16", amp_kwargs={"dtype": torch.bfloat16})
 
 
+@pytest.mark.slow  # torch.compile's first call costs seconds
 def test_compile_is_honoured_with_metatensor_batches():
     """``compile=True`` compiles the network as SupervisedTrainer does; MetaTensor batches reach it as plain
     tensors and the prediction in ``engine.state.output`` carries the input's meta."""
