@@ -36,15 +36,18 @@ class IAC:
                   retrain_epochs: int = 6, n_random: int = 5, noise_seeds: Any = (), patients: int = 60,
                   dataset_dir: str | None = None, results: str = "benchmarks/results/lth_vs_full",
                   margin: float = 0.005, report_only: bool = False, lth_overrides: dict | None = None,
-                  search_overrides: dict | None = None, threads: int | None = None):
+                  search_overrides: dict | None = None, threads: int | None = None, devices: str = "cpu",
+                  jobs: int = 1):
         """The evidence: per seed the baseline, the full search and IAC-LTH, the truncated control, and retrains of
         their cells, N_RANDOM random cells and no cells, evaluated per patient; pooled into paired tests (TOST for
-        LTH vs full at MARGIN) in RESULTS.json and RESULTS.md. Seeds resume; --report_only pools what finished."""
+        LTH vs full at MARGIN) in RESULTS.json and RESULTS.md. Seeds resume; --report_only pools what finished.
+        --devices cuda (every visible GPU), --devices 0,1 or --jobs N (processes per device) run the seeds'
+        independent steps side by side, one process each."""
         from iac_components.benchmark.runner import run_benchmark
 
         run_benchmark(out, seeds, epochs, retrain_epochs, n_random, noise_seeds, patients, dataset_dir,
                       results=results, margin=margin, report_only=report_only, lth_overrides=lth_overrides,
-                      search_overrides=search_overrides, threads=threads)
+                      search_overrides=search_overrides, threads=threads, devices=devices, jobs=jobs)
 
     def report(self, run_dir: str, out: str | None = None, group: int = 0):
         """Figures and tables of a search: RUN_DIR holds search_history.json (or is the file); OUT defaults to

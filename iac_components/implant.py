@@ -97,21 +97,29 @@ class ImplantedNetwork(nn.Module):
     @torch.no_grad()
     def cell_contribution(self, x: torch.Tensor) -> dict[str, list[float]]:
         """What the cells add, per level, on the batch ``x``: ``gamma_mean_abs`` / ``gamma_max_abs`` (γ per
-        channel) and ``ratio`` = ``‖γ·cell‖ / ‖skip‖`` (the cell's share of the new skip). Runs in eval mode and
-        restores the training mode; no gradients, no norm statistics updated."""
+        channel), ``ratio`` = ``‖γ·cell‖ / ‖skip‖`` (the cell's share of the new skip) and ``forward_macs``, the
+        multiply-accumulates of the cells' forward pass per image, counted by torch's FLOP counter (convolutions
+        and matrix products; pools and additions are not MACs): a machine-independent measure of what the cells
+        cost as they are now (fewer after every cut). Runs in eval mode and restores the training mode; no
+        gradients, no norm statistics updated."""
+        from torch.utils.flop_counter import FlopCounterMode
+
         was_training = self.training
         self.eval()
         try:
+            x = x.as_tensor() if hasattr(x, "as_tensor") else x
             features = self._adapter.encode(x)
             n = self.cells.num_levels
-            skips = self.cells(features[: n + 1])
+            with FlopCounterMode(display=False) as counter:
+                skips = self.cells(features[: n + 1])
+            forward_macs = counter.get_total_flops() // 2 // max(1, x.shape[0])
             ratio = [float((s.float() - f.float()).norm() / f.float().norm().clamp_min(1e-12))
                      for s, f in zip(skips, features[:n])]
         finally:
             self.train(was_training)
         gammas = [c.gamma.detach().float().abs() for c in self.cells.cells]
         return {"gamma_mean_abs": [float(g.mean()) for g in gammas], "gamma_max_abs": [float(g.max()) for g in gammas],
-                "ratio": ratio}
+                "ratio": ratio, "forward_macs": int(forward_macs)}
 
     def arch_parameters(self) -> Iterator[nn.Parameter]:
         """α and β (empty for fixed cells)."""

@@ -118,3 +118,21 @@ def test_the_networks_do_not_import_the_implant_and_every_adapter_is_in_one_tabl
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "['BasicUNet', 'DynUNet', 'FlexibleUNet', 'PadToMultiple']"
+
+
+def test_cell_contribution_counts_the_cells_forward_macs_per_image():
+    """Parameter-free ops leave only the 1x1 projections (the coarse input at its own resolution, before it is
+    resized) and the 1x1 output conv: their MACs by hand, per image whatever the batch; a cut lowers the count."""
+    g = Genotype(tuple(((0, "skip_connect"), (1, "max_pool_3x3")) for _ in range(4)))
+    imp = implant_fixed_cells(_basic_unet(), g, cell_channels=4)
+    levels = [(8, 32, 8, 16), (8, 16, 16, 8), (16, 8, 16, 4), (16, 4, 32, 2)]  # (C, H, coarse C, coarse H)
+    width = 4  # min(C, cell_channels)
+    by_hand = sum(h * h * c * width + ch * ch * cc * width + h * h * 4 * width * c for c, h, cc, ch in levels)
+    for batch in (1, 3):
+        assert imp.cell_contribution(torch.randn(batch, 1, 32, 32))["forward_macs"] == by_hand == 244224
+
+    search = implant_search_cells(_basic_unet(), cell_channels=8, partial_k=2)
+    x = torch.randn(2, 1, 32, 32)
+    before = search.cell_contribution(x)["forward_macs"]
+    search.cells.prune_edge(0, 0, 2, ["skip_connect"])
+    assert search.cell_contribution(x)["forward_macs"] < before

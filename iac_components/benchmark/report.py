@@ -9,8 +9,8 @@ says how many there are). ``lth_vs_full.json`` has a stable shape a script can r
                      "full_vs_random_each": [{...} per random cell]},
      "agreement": {"lth_vs_full", "full_vs_full", "truncated_vs_full", "random_cuts_vs_full", "sgas_vs_full",
                    "chance"} (each edges / inputs / nodes),
-     "speedup": {"per_seed", "mean", "full_search_epochs", "ops_epochs_ratio_per_seed", "epoch_s", "search_s",
-                 "arch_steps"},
+     "speedup": {"per_seed", "mean", "full_search_epochs", "ops_epochs_ratio_per_seed", "cell_macs_ratio_per_seed",
+                 "epoch_s", "search_s", "arch_steps"},
      "pipeline_cost_s": {...}, "units": {...}, "arms": {...}, "seeds": [...], "command", "machine", "config"}
 
 each comparison with ``mean_diff``, ``ci95`` [lo, hi] (bootstrap), ``p_wilcoxon``, ``n_pairs``, per-class Dice
@@ -83,6 +83,11 @@ def _mean_agreement(pairs: list[tuple[Genotype, Genotype]]) -> dict[str, float] 
     return {k: float(np.mean([v[k] for v in a])) for k in KEYS} | {"n_pairs": len(pairs)}
 
 
+def _macs_ratio(result: dict[str, Any]) -> float | None:
+    full, lth = (result["searches"][n].get("cell_macs_per_epoch") for n in ("full", "lth"))
+    return float(sum(full) / sum(lth)) if full and lth else None
+
+
 def pooled_report(results: list[dict[str, Any]], margin: float = 0.005) -> dict[str, Any]:
     """Pool the finished seeds (each a :func:`~iac_components.benchmark.runner.run_seed` result)."""
     results = [r for r in results if r.get("arms")]
@@ -134,6 +139,8 @@ def pooled_report(results: list[dict[str, Any]], margin: float = 0.005) -> dict[
         "lth_decided": [r["searches"]["lth"]["decided_at"] is not None for r in results],
         # machine-independent proxy: ops alive summed over the search's epochs (the full search keeps all)
         "ops_epochs_ratio_per_seed": ops,
+        # the same with the cells' forward multiply-accumulates per epoch (None for results without the count)
+        "cell_macs_ratio_per_seed": [_macs_ratio(r) for r in results],
         # the spread of the timings: every epoch of a search is a repeat of its step at that size
         "epoch_s": {name: [_spread(r["searches"][name]["epoch_wall_clock_s"]) for r in results]
                     for name in SEARCHES if all(name in r["searches"] for r in results)},
@@ -227,7 +234,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         + ", ".join(f"{x:.2f}x" for x in s["per_seed"]) + f"; mean {s['mean']:.2f}x; full search "
         + ", ".join(map(str, s["full_search_epochs"])) + " epochs, LTH " + ", ".join(map(str, s["lth_epochs"]))
         + " epochs (decided: " + ", ".join("yes" if d else "no" for d in s["lth_decided"]) + "). Ops-alive x epochs "
-        "ratio (machine-independent): " + ", ".join(f"{x:.2f}" for x in s["ops_epochs_ratio_per_seed"]) + ".",
+        "ratio (machine-independent): " + ", ".join(f"{x:.2f}" for x in s["ops_epochs_ratio_per_seed"]) + "; the "
+        "cells' forward multiply-accumulates over the search, full / LTH: "
+        + ", ".join("-" if x is None else f"{x:.2f}" for x in s.get("cell_macs_ratio_per_seed", [])) + ".",
         "",
         ("Search cost per seed (wall-clock in s; arch steps; one epoch's median [interquartile range] over the "
          "search's epochs, in s):"),

@@ -284,16 +284,20 @@ def export_torchscript(bundle_root: str, ckpt_dir: str, input_shape: list[int], 
         raise _fail(f"no checkpoint at {ckpt} to export: the run saved none (was there a validation epoch?)")
     final = os.path.join(str(ckpt_dir), "model.ts")
     part = final + ".part"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        ckpt_export(
-            "network_def", filepath=part, ckpt_file=ckpt, bundle_root=str(bundle_root), ckpt_dir=str(ckpt_dir),
-            config_file=os.path.join(str(bundle_root), "configs", "inference.json"),
-            meta_file=os.path.join(str(bundle_root), "configs", "metadata.json"), torchscript="false",
-            key_in_ckpt="model", use_trace=True, input_shape=[int(v) for v in input_shape],
-            converter_kwargs={"check_trace": False},
-        )  # fmt: skip
-    os.replace(part, final)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            ckpt_export(
+                "network_def", filepath=part, ckpt_file=ckpt, bundle_root=str(bundle_root), ckpt_dir=str(ckpt_dir),
+                config_file=os.path.join(str(bundle_root), "configs", "inference.json"),
+                meta_file=os.path.join(str(bundle_root), "configs", "metadata.json"), torchscript="false",
+                key_in_ckpt="model", use_trace=True, input_shape=[int(v) for v in input_shape],
+                converter_kwargs={"check_trace": False},
+            )  # fmt: skip
+        os.replace(part, final)
+    finally:
+        if os.path.exists(part):  # a failed export leaves model.ts as it was and no partial file beside it
+            os.remove(part)
     return final
 
 

@@ -135,8 +135,9 @@ def finetune_config(spec: BundleSpec) -> dict[str, Any]:
     models/model.pt), and exports models/model.ts again at the end, so that the next inference, which runs on
     model.ts, uses the fine-tuned weights."""
     return {
-        "spacing": f"${RUNTIME}.deployed_geometry(@ckpt_dir, @cache_dir).get('spacing')",
-        "spatial_size": f"${RUNTIME}.deployed_geometry(@ckpt_dir, @cache_dir).get('spatial_size')",
+        "deployed_geometry": f"${RUNTIME}.deployed_geometry(@ckpt_dir, @cache_dir)",
+        "spacing": "$@deployed_geometry.get('spacing')",
+        "spatial_size": "$@deployed_geometry.get('spatial_size')",
         "init_checkpoint": f"${RUNTIME}.deployed_model(@ckpt_dir)",
         "data#conventions": "$@ckpt_dir + '/manifest.json'",
         "network_def#baseline_checkpoint": None,

@@ -87,12 +87,7 @@ def test_download_from_a_local_release_and_infer_without_iac_components(acdc_ret
 
     # inference typed from inside the downloaded folder; its spacing and slice size come from models/manifest.json
     src = acdc_retrained.raw / "testing" / "patient102" / "patient102_frame01.nii.gz"
-    proc = run_blocked(
-        RUN_MONAI_BUNDLE, "run", "--config_file", "configs/inference.json", "--input", str(src),
-        "--output_dir", str(tmp_path / "out"), cwd=bundle,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stderr.strip().splitlines()[-1] == "blocked imports: []"
+    infer_without_iac_components(bundle, src, tmp_path / "out")
     out = nib.load(tmp_path / "out" / src.name)
     a = nib.load(src)
     assert out.shape == a.shape
@@ -122,12 +117,7 @@ def test_custom_release_infers_without_the_cache(custom_pipeline, tmp_path):
     inp.mkdir()
     for k in (0, 1):
         shutil.copy(raw / "imagesTr" / f"case_0001_{k:04d}.nii.gz", inp)
-    proc = run_blocked(
-        RUN_MONAI_BUNDLE, "run", "--config_file", "configs/inference.json", "--input", str(inp),
-        "--output_dir", str(tmp_path / "out"), cwd=bundle,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stderr.strip().splitlines()[-1] == "blocked imports: []"
+    infer_without_iac_components(bundle, inp, tmp_path / "out")
     run_workflow(root / "configs" / "inference.json", input=str(inp), output_dir=str(tmp_path / "eager"), device="cpu")
     released = np.asarray(nib.load(tmp_path / "out" / "case_0001.nii.gz").dataobj)
     np.testing.assert_array_equal(released, np.asarray(nib.load(tmp_path / "eager" / "case_0001.nii.gz").dataobj))
@@ -149,6 +139,16 @@ def test_custom_release_infers_without_the_cache(custom_pipeline, tmp_path):
     assert manifest["channel_names"] == released_manifest(bundle)["channel_names"]
     assert manifest["settings"]["spacing"] == released_manifest(bundle)["settings"]["spacing"]
     assert (bundle / "models" / "model.pt").is_file() and (bundle / "models" / "model.ts").read_bytes() != ts_before
+
+
+def infer_without_iac_components(bundle, src, out_dir):
+    """inference.json typed from inside an unpacked release, with iac_components blocked from import."""
+    proc = run_blocked(
+        RUN_MONAI_BUNDLE, "run", "--config_file", "configs/inference.json", "--input", str(src),
+        "--output_dir", str(out_dir), cwd=bundle,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == "blocked imports: []"
 
 
 def released_manifest(bundle):

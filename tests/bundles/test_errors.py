@@ -41,3 +41,24 @@ def test_missing_checkpoint_names_file_and_command(workflow, missing, run_first,
     assert "\n" not in message and message.startswith("error: ")
     assert str(ckpt_dir / missing) in message
     assert f"python -m monai.bundle run --config_file <bundle>/{run_first} --bundle_root {root}" in message
+
+
+def test_a_failed_export_keeps_model_ts_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    import monai.bundle
+
+    from iac_components.bundles.runtime import export_torchscript
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "model.pt").write_bytes(b"weights")
+    (models / "model.ts").write_bytes(b"the deployed model")
+
+    def export_that_fails(*args, filepath, **kwargs):
+        open(filepath, "wb").write(b"half a model")
+        raise RuntimeError("tracing failed")
+
+    monkeypatch.setattr(monai.bundle, "ckpt_export", export_that_fails)
+    with pytest.raises(RuntimeError, match="tracing failed"):
+        export_torchscript(str(tmp_path), str(models), [1, 1, 32, 32, 4])
+    assert sorted(p.name for p in models.iterdir()) == ["model.pt", "model.ts"]
+    assert (models / "model.ts").read_bytes() == b"the deployed model"

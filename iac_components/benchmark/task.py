@@ -1,0 +1,26 @@
+"""One step of one benchmark seed in its own process: ``python -m iac_components.benchmark.task '<json>'``.
+
+The JSON holds a :class:`~iac_components.benchmark.runner.SeedRun`'s fields, the ``task`` to run and the torch
+``threads``; :func:`~iac_components.benchmark.runner.run_benchmark` launches these when it runs steps side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def main(argv: list[str]) -> None:
+    import torch
+
+    from iac_components.benchmark.runner import SeedRun
+
+    spec = json.loads(argv[0])
+    task, threads = spec.pop("task"), spec.pop("threads", None)
+    if threads:
+        torch.set_num_threads(int(threads))
+    SeedRun(**spec).run_task(task)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
