@@ -44,10 +44,14 @@ class IAC:
         --devices cuda (every visible GPU), --devices 0,1 or --jobs N (processes per device) run the seeds'
         independent steps side by side, one process each."""
         from iac_components.benchmark.runner import run_benchmark
+        from iac_components.benchmark.schedule import ScheduleError
 
-        run_benchmark(out, seeds, epochs, retrain_epochs, n_random, noise_seeds, patients, dataset_dir,
-                      results=results, margin=margin, report_only=report_only, lth_overrides=lth_overrides,
-                      search_overrides=search_overrides, threads=threads, devices=devices, jobs=jobs)
+        try:
+            run_benchmark(out, seeds, epochs, retrain_epochs, n_random, noise_seeds, patients, dataset_dir,
+                          results=results, margin=margin, report_only=report_only, lth_overrides=lth_overrides,
+                          search_overrides=search_overrides, threads=threads, devices=devices, jobs=jobs)
+        except ScheduleError as e:  # a failed step (named with its log), or devices/jobs/patients that cannot run
+            raise SystemExit(f"error: {e}") from None
 
     def report(self, run_dir: str, out: str | None = None, group: int = 0):
         """Figures and tables of a search: RUN_DIR holds search_history.json (or is the file); OUT defaults to

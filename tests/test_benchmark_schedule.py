@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from iac_components.benchmark.runner import SeedRun, cell_macs_per_epoch, seed_tasks
-from iac_components.benchmark.schedule import Slot, device_slots, run_graph, topological
+from iac_components.benchmark.schedule import ScheduleError, Slot, device_slots, run_graph, topological
 
 # a task writes when it started and ended and what its slot's environment said, sleeping in between
 TASK = (
@@ -51,7 +51,7 @@ def test_steps_start_after_what_they_need_and_never_more_than_the_slots(tmp_path
 
 def test_a_failed_step_starts_nothing_that_needs_it_and_names_its_log(tmp_path):
     graph = {"a": (), "b": ("a",), "c": ()}
-    with pytest.raises(RuntimeError, match=r"^task 'a' failed with exit code 1; its log: .*a\.log$"):
+    with pytest.raises(ScheduleError, match=r"^task 'a' failed with exit code 1; its log: .*a\.log$"):
         run_graph(graph, _starter(tmp_path, sleep=0.05, fail={"a"}), [Slot("cpu")], poll_s=0.02)
     assert not (tmp_path / "b.json").exists() and not (tmp_path / "c.json").exists()
 

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from iac_components.benchmark.genotypes import random_genotype
-from iac_components.benchmark.schedule import Slot, device_slots, run_graph, topological
+from iac_components.benchmark.schedule import ScheduleError, Slot, device_slots, run_graph, topological
 from iac_components.demo import DEMO_OVERRIDES, _run, find_bundle
 from iac_components.genotype import derive_from_logits, load_genotypes, save_genotypes
 from iac_components.utils import machine_info, write_json_atomic
@@ -365,14 +365,18 @@ def run_benchmark(
     out.mkdir(parents=True, exist_ok=True)
     configs = find_bundle(bundle, out) / "configs"
     if not report_only:
+        slots = device_slots(devices, jobs, threads)
+        # shares of the folds (normalised): on the synthetic data exact counts, the test fold all the rest; a given
+        # dataset_dir keeps the 60-patient proportions
+        fractions = {**EVIDENCE_DATA["split_fractions"], "test": int(patients) - EVIDENCE_TRAINING_PATIENTS}
+        if dataset_dir:
+            fractions = dict(EVIDENCE_DATA["split_fractions"])
+        elif fractions["test"] < 1:
+            raise ScheduleError(f"patients={patients}: the benchmark trains and searches on "
+                                f"{EVIDENCE_TRAINING_PATIENTS} patients and needs at least one more to test on")
         raw = Path(dataset_dir) if dataset_dir else out / "raw"
         if not dataset_dir and not (raw / "training").is_dir():
             synthesize("acdc", raw, patients=int(patients), seed=0, test_fraction=0.0)
-        fractions = {**EVIDENCE_DATA["split_fractions"], "test": int(patients) - EVIDENCE_TRAINING_PATIENTS}
-        if fractions["test"] < 1:
-            raise ValueError(f"patients={patients}: the benchmark trains and searches on {EVIDENCE_TRAINING_PATIENTS} "
-                             "patients and needs at least one more to test on")
-        slots = device_slots(devices, jobs, threads)
         runs = [SeedRun(out, seed, raw, configs, epochs, retrain_epochs, n_random, noise_seeds if i == 0 else (),
                         search_overrides, lth_overrides, slots[0].device, fractions) for i, seed in enumerate(seeds)]  # fmt: skip
         if len(slots) == 1 and not slots[0].env:  # one CPU process: this one

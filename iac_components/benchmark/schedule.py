@@ -16,7 +16,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Slot", "device_slots", "run_graph", "topological"]
+__all__ = ["ScheduleError", "Slot", "device_slots", "run_graph", "topological"]
+
+
+class ScheduleError(ValueError):
+    """A step that failed, or slots or a task graph that cannot run; the message is one line."""
 
 
 @dataclass(frozen=True)
@@ -42,10 +46,10 @@ def device_slots(devices: str | int | Sequence[str | int] = "cpu", jobs: int = 1
     (as the machine numbers them, before any ``CUDA_VISIBLE_DEVICES``); ``jobs`` processes per device.
 
     Raises:
-        ValueError: one line, for ``jobs < 1``, an unknown device, or ``"cuda"`` with no GPU visible.
+        ScheduleError: one line, for ``jobs < 1``, an unknown device, or ``"cuda"`` with no GPU visible.
     """
     if int(jobs) < 1:
-        raise ValueError(f"jobs={jobs}: give at least 1 process per device")
+        raise ScheduleError(f"jobs={jobs}: give at least 1 process per device")
     names = [str(d).strip() for d in (devices.split(",") if isinstance(devices, str) else
                                       [devices] if isinstance(devices, int) else devices)]  # fmt: skip
     if names == ["cpu"]:
@@ -54,12 +58,12 @@ def device_slots(devices: str | int | Sequence[str | int] = "cpu", jobs: int = 1
     if names == ["cuda"]:
         gpus = _visible_gpus()
         if not gpus:
-            raise ValueError("devices='cuda' but no CUDA device is visible; run with --devices cpu")
+            raise ScheduleError("devices='cuda' but no CUDA device is visible; run with --devices cpu")
     else:
         gpus = [n.removeprefix("cuda:") for n in names]
         bad = [n for n, g in zip(names, gpus) if not g.isdigit()]
         if bad:
-            raise ValueError(f"unknown device {bad[0]!r}: use 'cpu', 'cuda' (every visible GPU) or GPU ids like '0,1'")
+            raise ScheduleError(f"unknown device {bad[0]!r}: use 'cpu', 'cuda' (every visible GPU) or GPU ids like '0,1'")
     # each process its share of the cores (torch would give every process all of them)
     per = threads or max(1, (os.cpu_count() or 1) // (len(gpus) * int(jobs)))
     return [Slot("cuda:0", {"CUDA_VISIBLE_DEVICES": g}, per) for g in gpus for _ in range(int(jobs))]
@@ -69,18 +73,18 @@ def topological(tasks: Mapping[str, Sequence[str]]) -> list[str]:
     """The tasks in an order that runs every task after what it needs, keeping the given order where it can.
 
     Raises:
-        ValueError: one line naming a task that needs an unknown task, or one on a cycle.
+        ScheduleError: one line naming a task that needs an unknown task, or one on a cycle.
     """
     for name, needs in tasks.items():
         for n in needs:
             if n not in tasks:
-                raise ValueError(f"task {name!r} needs {n!r}, which is not a task")
+                raise ScheduleError(f"task {name!r} needs {n!r}, which is not a task")
     done: list[str] = []
     left = list(tasks)
     while left:
         ready = next((t for t in left if all(n in done for n in tasks[t])), None)
         if ready is None:
-            raise ValueError(f"tasks {left} need each other (a cycle)")
+            raise ScheduleError(f"tasks {left} need each other (a cycle)")
         done.append(ready)
         left.remove(ready)
     return done
@@ -96,7 +100,7 @@ def run_graph(
     order they finished. ``start(name, slot)`` launches a task and returns its process and its log file.
 
     Raises:
-        RuntimeError: one line naming the first task that failed (exit code and log); nothing new starts after it.
+        ScheduleError: one line naming the first task that failed (exit code and log); nothing new starts after it.
     """
     topological(tasks)  # unknown needs and cycles fail before anything starts
     pending = list(tasks)
@@ -128,5 +132,5 @@ def run_graph(
         if running:
             time.sleep(poll_s)
     if failed is not None:
-        raise RuntimeError(failed)
+        raise ScheduleError(failed)
     return finished
