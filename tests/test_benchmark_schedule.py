@@ -100,3 +100,13 @@ def test_cell_macs_per_epoch_counts_the_structure_each_epoch_started_with():
     ]
     assert cell_macs_per_epoch({"epochs": epochs}, batch_size=2) == [100 * 3 * 2, 100 * 6 * 2, 40 * 2 * 2]
     assert cell_macs_per_epoch({"epochs": [{"iteration": 1, "arch_steps": 0, "cells": None}]}, 2) is None
+
+
+def test_impossible_options_stop_the_benchmark_before_any_data_is_written(tmp_path):
+    from iac_components.benchmark.runner import run_benchmark
+
+    with pytest.raises(ScheduleError, match=r"^patients=10: the benchmark trains and searches on 15 patients"):
+        run_benchmark(out=tmp_path / "b", seeds="1", patients=10, results=tmp_path / "r")
+    with pytest.raises(ScheduleError, match="unknown device 'tpu'"):
+        run_benchmark(out=tmp_path / "b", seeds="1", devices="tpu", results=tmp_path / "r")
+    assert not (tmp_path / "b" / "raw").exists() and not list((tmp_path / "b").glob("seed*"))
