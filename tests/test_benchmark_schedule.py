@@ -110,3 +110,18 @@ def test_impossible_options_stop_the_benchmark_before_any_data_is_written(tmp_pa
     with pytest.raises(ScheduleError, match="unknown device 'tpu'"):
         run_benchmark(out=tmp_path / "b", seeds="1", devices="tpu", results=tmp_path / "r")
     assert not (tmp_path / "b" / "raw").exists() and not list((tmp_path / "b").glob("seed*"))
+
+
+def test_a_step_interrupted_after_its_first_checkpoint_runs_again(tmp_path, monkeypatch):
+    import iac_components.benchmark.runner as runner
+
+    calls = []
+    monkeypatch.setattr(runner, "_run", lambda config, run_id, log, overrides: calls.append(config.name))
+    seed_run = SeedRun(tmp_path, 1, tmp_path / "raw", tmp_path / "configs", 2, 1)
+    model = seed_run.run / "retrain_lth" / "model.pt"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"best-so-far")  # a checkpoint saved before the interruption, no time stamp
+    seed_run._timed("retrain_lth", "retrain.json", {}, model)
+    assert calls == ["retrain.json"] and (seed_run.run / "retrain_lth_s.txt").is_file()
+    seed_run._timed("retrain_lth", "retrain.json", {}, model)  # finished: not run again
+    assert calls == ["retrain.json"]

@@ -39,7 +39,7 @@ from iac_components.benchmark.genotypes import random_genotype
 from iac_components.benchmark.schedule import ScheduleError, Slot, device_slots, run_graph, topological
 from iac_components.demo import DEMO_OVERRIDES, _run, find_bundle
 from iac_components.genotype import derive_from_logits, load_genotypes, save_genotypes
-from iac_components.utils import machine_info, write_json_atomic
+from iac_components.utils import atomic_write, machine_info, write_json_atomic
 
 __all__ = ["EVIDENCE_DATA", "SeedRun", "cell_macs_per_epoch", "per_patient_metrics", "run_benchmark", "run_seed",
            "seed_tasks", "truncated_genotype"]
@@ -175,12 +175,16 @@ class SeedRun:
     def tasks(self) -> dict[str, tuple[str, ...]]:
         return seed_tasks(self.noise_seeds, self.n_random)
 
-    def _timed(self, name: str, config: str, overrides: dict[str, Any], done: Path) -> None:
-        if not done.is_file():
-            self.logs.mkdir(parents=True, exist_ok=True)
-            t = time.perf_counter()
-            _run(self.configs / config, "run", self.logs / f"{name}.log", overrides)
-            (self.run / f"{name}_s.txt").write_text(f"{time.perf_counter() - t}\n")
+    def _timed(self, name: str, config: str, overrides: dict[str, Any], output: Path) -> None:
+        """Run a workflow unless it finished before: its time stamp is written only after it returned, so a step
+        interrupted after its first checkpoint (a best-so-far model.pt) runs again."""
+        stamp = self.run / f"{name}_s.txt"
+        if stamp.is_file() and output.is_file():
+            return
+        self.logs.mkdir(parents=True, exist_ok=True)
+        t = time.perf_counter()
+        _run(self.configs / config, "run", self.logs / f"{name}.log", overrides)
+        atomic_write(stamp, lambda tmp: Path(tmp).write_text(f"{time.perf_counter() - t}\n"))
 
     def _genotype_file(self, arm: str) -> Path | None:
         if arm == "no_cells":
