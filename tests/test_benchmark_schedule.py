@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -125,3 +126,28 @@ def test_a_step_interrupted_after_its_first_checkpoint_runs_again(tmp_path, monk
     assert calls == ["retrain.json"] and (seed_run.run / "retrain_lth_s.txt").is_file()
     seed_run._timed("retrain_lth", "retrain.json", {}, model)  # finished: not run again
     assert calls == ["retrain.json"]
+
+
+def test_each_retrain_arm_trains_the_cell_it_names(tmp_path, monkeypatch):
+    """random_<k> draws a random cell; random_cuts retrains what its control search wrote; no_cells has none."""
+    import iac_components.benchmark.runner as runner
+
+    seen = {}
+
+    def fake_run(config, run_id, log, overrides):
+        if config.name == "retrain.json":
+            seen[log.stem] = overrides["genotype_file"]
+            (Path(overrides["ckpt_dir"]) / "model.pt").write_bytes(b"")
+
+    monkeypatch.setattr(runner, "_run", fake_run)
+    seed_run = SeedRun(tmp_path, 1, tmp_path / "raw", tmp_path / "configs", 2, 1, n_random=1)
+    (seed_run.run / "baseline").mkdir(parents=True)
+    (seed_run.run / "baseline" / "baseline.pt").write_bytes(b"")
+    for arm in ("random_cuts", "random_0", "no_cells"):
+        eval_csv = seed_run.run / f"retrain_{arm}" / "evaluation" / "iac" / "metrics_per_case.csv"
+        eval_csv.parent.mkdir(parents=True)
+        eval_csv.write_text("")
+        seed_run.run_task(f"retrain_{arm}")
+    assert seen == {"retrain_random_cuts": str(seed_run.run / "search_random_cuts" / "genotype.json"),
+                    "retrain_random_0": str(seed_run.run / "random_0_genotype.json"), "retrain_no_cells": "none"}  # fmt: skip
+    assert (seed_run.run / "random_0_genotype.json").is_file()

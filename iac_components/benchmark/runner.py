@@ -235,7 +235,7 @@ class SeedRun:
             full_history = json.loads((self.run / "search_full" / "search_history.json").read_text())
             lth_steps = json.loads((self.run / "search_lth" / "search_history.json").read_text())["epochs"][-1]["arch_steps"]
             save_genotypes(genotype, [truncated_genotype(full_history, lth_steps)[0]], share_genotype=True, n_nodes=4)
-        elif arm.startswith("random_"):
+        elif arm.removeprefix("random_").isdigit():  # random_<k>, not random_cuts (a searched control)
             k = int(arm.removeprefix("random_"))
             save_genotypes(genotype, [random_genotype(10_000 * self.seed + k)], share_genotype=True, n_nodes=4)
         d = self.run / f"retrain_{arm}"
