@@ -88,6 +88,16 @@ def _macs_ratio(result: dict[str, Any]) -> float | None:
     return float(sum(full) / sum(lth)) if full and lth else None
 
 
+def _processes(config: dict[str, Any], machine: dict[str, Any]) -> str:
+    """How the steps ran: one process, or side by side (their wall-clock measured while sharing the machine)."""
+    jobs, devices = int(config.get("jobs", 1)), str(config.get("devices", "cpu"))
+    threads = config.get("threads_per_process") or machine.get("torch_threads")
+    if jobs == 1 and devices == "cpu":
+        return f"Steps run one after another in one process ({threads} torch threads).  "
+    return (f"Steps run side by side: {jobs} process(es) per device on {devices}, {threads} torch thread(s) each; "
+            "every wall-clock was measured while other steps shared the machine.  ")
+
+
 def pooled_report(results: list[dict[str, Any]], margin: float = 0.005) -> dict[str, Any]:
     """Pool the finished seeds (each a :func:`~iac_components.benchmark.runner.run_seed` result)."""
     results = [r for r in results if r.get("arms")]
@@ -185,7 +195,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "# Evidence: do the cells help, and does IAC-LTH match the full search? (synthetic ACDC with headroom)",
         "",
         f"Command: `{report.get('command', '')}`  ",
-        f"Machine: {m.get('cpu')}, {m.get('cores')} cores, torch {m.get('torch')} ({m.get('torch_threads')} threads), CPU only.  ",
+        f"Machine: {m.get('cpu')}, {m.get('cores')} cores, torch {m.get('torch')}{', ' + m['gpu'] if m.get('gpu') else ', CPU only'}.  ",
+        _processes(report.get("config", {}), m),
         f"Seeds finished: {report['seeds']}.",
     ]
     c = report.get("comparisons", {})

@@ -315,6 +315,13 @@ def _start_task(seed_run: SeedRun, name: str, slot: Slot) -> tuple[subprocess.Po
     return proc, log
 
 
+def _threads_per_process(devices: str, jobs: int, threads: int | None) -> int | None:
+    try:
+        return device_slots(devices, jobs, threads)[0].threads
+    except ScheduleError:  # --report_only on a machine without the devices the run used
+        return threads
+
+
 def run_benchmark(
     out: str | Path = "benchmarks/runs/lth_vs_full",
     seeds: tuple[int, ...] | str = (1, 2, 3),
@@ -407,6 +414,7 @@ def run_benchmark(
     report.update(command=command, machine=machine_info(),
                   config={"bundle": bundle, "epochs": epochs, "retrain_epochs": retrain_epochs, "n_random": n_random,
                           "devices": devices, "jobs": jobs,
+                          "threads_per_process": _threads_per_process(devices, jobs, threads),
                           "data": {**EVIDENCE_DATA, "patients": patients, "dataset_dir": dataset_dir or "synthetic ACDC"},
                           "train": DEMO_OVERRIDES["train"], "search": {**DEMO_OVERRIDES["search"], **(search_overrides or {})},
                           "lth": lth_overrides or {}, "retrain": {**DEMO_OVERRIDES["retrain"], "epochs": retrain_epochs},
