@@ -251,6 +251,12 @@ class SeedRun:
                   "models": "${'iac': (@network_def, @ckpt_dir + '/model.pt')}"}  # fmt: skip
             _run(self.configs / "evaluate.json", "run", self.logs / f"evaluate_{arm}.log", ev)
 
+    def run_all(self) -> dict[str, Any]:
+        """Every step of this seed in this process, one after another, then :meth:`collect`."""
+        for name in topological(self.tasks()):
+            self.run_task(name)
+        return self.collect()
+
     def collect(self) -> dict[str, Any]:
         """Read every step's outputs into the seed's result (and ``result.json``)."""
         stamp = lambda name: float(p.read_text()) if (p := self.run / f"{name}_s.txt").is_file() else None  # noqa: E731
@@ -298,9 +304,7 @@ def run_seed(
     """One seed of the benchmark in this process, step after step; returns and writes ``<out>/seed<S>/result.json``."""
     seed_run = SeedRun(out, seed, raw, configs, epochs, retrain_epochs, n_random, tuple(noise_seeds),
                        search_overrides, lth_overrides, device, split_fractions)  # fmt: skip
-    for name in topological(seed_run.tasks()):
-        seed_run.run_task(name)
-    return seed_run.collect()
+    return seed_run.run_all()
 
 
 def _start_task(seed_run: SeedRun, name: str, slot: Slot) -> tuple[subprocess.Popen, Path]:
@@ -393,8 +397,7 @@ def run_benchmark(
         if len(slots) == 1 and not slots[0].env:  # one CPU process: this one
             torch.set_num_threads(int(slots[0].threads))
             for r in runs:
-                for name in topological(r.tasks()):
-                    r.run_task(name)
+                r.run_all()
         else:
             # stage-major: every seed's baseline, then every seed's full search, ... so that the longest steps start
             # first (the first seed's list is the longest: it has the noise-floor searches)
@@ -404,8 +407,8 @@ def run_benchmark(
             print(f"[benchmark] {len(graph)} steps on {len(slots)} processes: " + ", ".join(
                 s.device + (f" (GPU {s.env['CUDA_VISIBLE_DEVICES']})" if s.env else "") for s in slots), flush=True)
             run_graph(graph, lambda key, slot: _start_task(*by_key[key], slot), slots)
-        for r in runs:
-            r.collect()
+            for r in runs:
+                r.collect()
     finished = [json.loads(p.read_text()) for p in sorted(out.glob("seed*/result.json"))]
     report = pooled_report(finished, margin=margin)
     import sys
