@@ -32,7 +32,7 @@ from monai.networks.layers.factories import Conv
 from monai.networks.layers.utils import get_norm_layer
 
 from iac_components.genotype import NUM_INPUT_NODES, Genotype, derive_genotype, edge_importance, edge_key
-from iac_components.ops import DEFAULT_OPS, build_op, check_op_names
+from iac_components.ops import DEFAULT_OPS, build_op, channels_first_norms, check_op_names
 
 __all__ = [
     "CellArchitecture",
@@ -111,7 +111,7 @@ class MixedEdge(nn.Module):
             # the conv ops' normalised outputs, which α weighs it against; the fixed cell has no such norm
             op = nn.Sequential(op, get_norm_layer(("batch", {"affine": False}), spatial_dims=spatial_dims,
                                                   channels=self.op_channels))
-        return op
+        return channels_first_norms(op)
 
     @property
     def op_names(self) -> list[str]:

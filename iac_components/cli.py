@@ -18,6 +18,7 @@ class IAC:
     def __init__(self) -> None:
         self.bundles = Bundles()
         self.monailabel = MonaiLabel()
+        self.nnunet = NNUNet()
 
     def synth(self, dataset: str, out_dir: str, patients: int = 20, seed: int = 0, **kwargs):
         """Write a synthetic stand-in for DATASET in its official raw layout under OUT_DIR."""
@@ -120,6 +121,17 @@ class MonaiLabel:
             f"  monailabel start_server --app {out} --studies <folder of .nii.gz> --conf models {','.join(written)} "
             "--host 127.0.0.1 --port 8000"
         )
+
+
+class NNUNet:
+    """IAC in nnU-Net v2's own pipeline (the [nnunet] extra): trainers for nnUNetv2_train / nnUNetv2_predict."""
+
+    def trainers(self):
+        """The folder to export as nnUNet_extTrainer (export nnUNet_extTrainer=$(iac nnunet trainers)), where
+        nnU-Net finds nnUNetTrainerIACSearch, nnUNetTrainerIACFullSearch and nnUNetTrainerIAC."""
+        from iac_components.nnunet import trainers_dir
+
+        return trainers_dir()
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ __all__ = [
     "edge_key",
     "edge_importance",
     "genotype_cell_config",
+    "genotypes_from_doc",
     "load_genotypes",
     "parse_edge_key",
     "save_genotypes",
@@ -149,19 +150,27 @@ def load_genotypes(
             doc = json.load(f)
     except json.JSONDecodeError as e:
         raise ValueError(f"genotype file {path} is not valid JSON: {e}") from e
+    return genotypes_from_doc(doc, num_levels, ops, source=path)
+
+
+def genotypes_from_doc(
+    doc: Any, num_levels: int | None = None, ops: Sequence[str] | None = None, source: str = "genotype"
+) -> list[Genotype]:
+    """:func:`load_genotypes` on the parsed content of a ``genotype.json`` (e.g. carried inside nnU-Net plans);
+    ``source`` names it in errors."""
     if not isinstance(doc, dict) or doc.get("format") != GENOTYPE_FORMAT:
-        raise ValueError(f"{path} is not a genotype file (expected format {GENOTYPE_FORMAT!r})")
+        raise ValueError(f"{source} is not a genotype file (expected format {GENOTYPE_FORMAT!r})")
     genotypes = [Genotype.from_dict(g) for g in doc["genotypes"]]
     n_nodes = doc.get("n_nodes")
     for g in genotypes:
         try:
             g.validate(n_nodes=n_nodes, ops=ops)
         except ValueError as e:
-            raise ValueError(f"{path}: {e}") from e
+            raise ValueError(f"{source}: {e}") from e
     if doc.get("share_genotype", len(genotypes) == 1):
         return genotypes * (num_levels or 1)
     if num_levels is not None and len(genotypes) != num_levels:
-        raise ValueError(f"{path} holds {len(genotypes)} per-level genotypes but the network has {num_levels} skips")
+        raise ValueError(f"{source} holds {len(genotypes)} per-level genotypes but the network has {num_levels} skips")
     return genotypes
 
 

@@ -18,6 +18,7 @@ from monai.networks.layers.factories import Conv, Pool
 from monai.networks.layers.utils import get_norm_layer
 
 __all__ = [
+    "ChannelsFirstBatchNorm2d",
     "DEFAULT_OPS",
     "OPS",
     "DilConv",
@@ -25,6 +26,7 @@ __all__ = [
     "SepConv",
     "Zero",
     "build_op",
+    "channels_first_norms",
     "check_op_names",
     "register_op",
 ]
@@ -88,6 +90,32 @@ def build_op(name: str, channels: int, spatial_dims: int = 2, affine: bool = Tru
     if spatial_dims not in (2, 3):
         raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
     return OPS[name](channels, spatial_dims, affine)
+
+
+class ChannelsFirstBatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` that normalises a channels-last CPU tensor in the channels-first layout and hands it back
+    channels-last: the same arithmetic, but torch's CPU batch norm on channels-last maps of the cells' few channels
+    is 1.4-2.4x slower than a copy to channels-first, the norm and a copy back (4..16 channels, 32²..128², forward
+    and backward, 2 cores), which made a whole search iteration 1.10-1.37x faster
+    (``benchmarks/results/norm_layout.md``). Same parameters and buffers as its parent, so
+    checkpoints load either way."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(
+            memory_format=torch.channels_last
+        ):
+            return super().forward(x.contiguous()).contiguous(memory_format=torch.channels_last)
+        return super().forward(x)
+
+
+def channels_first_norms(module: nn.Module) -> nn.Module:
+    """Make every 2-D batch norm of ``module`` a :class:`ChannelsFirstBatchNorm2d` (in place; returns ``module``).
+    The search cells' ops use it: their partial channels (width / K) are where the channels-last norm is slow; the
+    fixed cells' full-width ops measured no gain (``benchmarks/results/norm_layout.md``)."""
+    for m in module.modules():
+        if type(m) is nn.BatchNorm2d:
+            m.__class__ = ChannelsFirstBatchNorm2d
+    return module
 
 
 def _norm(channels: int, spatial_dims: int, affine: bool) -> nn.Module:
