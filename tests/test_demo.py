@@ -33,14 +33,16 @@ def test_demo_runs_every_step_and_prints_the_summary(tmp_path, toy_overrides, ca
     assert "IAC had 1 more epochs of training" in out  # the IAC - baseline line is not read as the cells' gain
     assert "cells after search" in out and "cells after retrain" in out and "‖γ·cell‖/‖skip‖" in out
     assert "demo's search settings" in out and "arch_learning_rate 0.01" in out and "cannot" in out
+    assert "ops skip_connect/avg_pool_3x3/conv_3x3/sep_conv_3x3/dil_conv_3x3" in out
     stages = next(line for line in out.splitlines() if line.strip().startswith("time per stage"))
     assert all(f"{step} " in stages for step in ("train", "search", "retrain", "evaluate", "export", "inference"))
     history = json.loads((tmp_path / "demo" / "eval" / "search_history.json").read_text())
     assert all(e["cells"]["forward_macs"] > 0 for e in history["epochs"])  # the cost proxy, every epoch
     assert "Epoch[" not in out  # the workflows' logs go to the log files, not the console
-    assert "[demo]   search epoch 1/2: 112 ops alive, loss " in out and "[demo]   search epoch 2/2" in out  # progress
+    # progress; the demo searches 5 of the 8 ops: 14 edges x 5
+    assert "[demo]   search epoch 1/2: 70 ops alive, loss " in out and "[demo]   search epoch 2/2" in out
     saved = json.loads((tmp_path / "demo" / "demo_summary.json").read_text())
-    assert saved["search"]["epochs"] == 2 and saved["search"]["ops_alive_start"] == 14 * 8
+    assert saved["search"]["epochs"] == 2 and saved["search"]["ops_alive_start"] == 14 * 5
     assert 0.0 <= saved["dice"]["baseline"] <= 1.0 and 0.0 <= saved["dice"]["iac"] <= 1.0
     assert len(saved["cells"]["search"]["ratio"]) == 4 and len(saved["cells"]["retrain"]["gamma_max_abs"]) == 4
     assert saved["search"]["rule"]["epsilon"] == 0.3  # the demo's own rule overrides, listed in its table

@@ -6,8 +6,9 @@ The benchmark asks whether IAC-LTH's decisions are better than decisions of the 
 * :class:`RandomCuts`: cuts at the arch steps where a recorded IAC-LTH search cut, of the same kind and size, on
   the same edge or node where it is still undecided (else on another undecided one), but keeping names drawn at
   random; what is left undecided after LTH's last cut is decided at random there. The search ends at LTH's last
-  arch step, or earlier when the redirected cuts finish the cell first (random node cuts leave other edges than
-  LTH's). Does the *choice* by α matter, given the same schedule?
+  arch step: when the redirected cuts finish the cell earlier (random node cuts leave other edges than LTH's), it
+  goes on with the decided cell until then (:meth:`RandomCuts.may_stop`), so both spend the same arch steps.
+  Does the *choice* by α matter, given the same schedule?
 * :class:`SGASSchedule`: an SGAS-style greedy schedule (Li et al., CVPR 2020): every ``every`` arch steps one
   decision, on the undecided edge or node with the highest score (importance × selection certainty: the
   non-``none`` mass times one minus the normalised entropy of the edge's other ops; the top-2 mass of a node's
@@ -170,6 +171,10 @@ class RandomCuts(_Control):
                 cuts.append(self._cut_edge(key, alphas[key], 1, arch_step))
                 _drop(alphas, betas, cuts[-1])
         return cuts
+
+    def may_stop(self, arch_step: int) -> bool:
+        """Whether a decided search may end at ``arch_step``: not before LTH's last cut (equal budget)."""
+        return arch_step >= self.events[-1]["arch_step"]
 
     def state_dict(self) -> dict[str, Any]:
         return {"done": self.done}

@@ -237,11 +237,14 @@ class JSDPruningHandler:
                 )
         self._checks.append(check)
         self.events.extend(check["events"])
-        if self.prune and cells.is_decided() and self.decided_at is None:
-            self.decided_at = {"epoch": engine.state.epoch, "arch_step": engine.arch_steps}
-            self._log(f"{'IAC-LTH' if self.control is None else self.method}: the cell is decided at epoch {engine.state.epoch}, arch step "
-                             f"{engine.arch_steps}: {'; '.join(str(g) for g in cells.genotypes())}")
-            if self.terminate:
+        if self.prune and cells.is_decided():
+            if self.decided_at is None:
+                self.decided_at = {"epoch": engine.state.epoch, "arch_step": engine.arch_steps}
+                self._log(f"{'IAC-LTH' if self.control is None else self.method}: the cell is decided at epoch "
+                          f"{engine.state.epoch}, arch step {engine.arch_steps}: "
+                          f"{'; '.join(str(g) for g in cells.genotypes())}")
+            # a control on another search's schedule runs to that schedule's end (an equal budget of arch steps)
+            if self.terminate and all(d.may_stop(engine.arch_steps) for d in self._deciders if hasattr(d, "may_stop")):
                 engine.terminate()
 
     def _log(self, message: str) -> None:

@@ -80,6 +80,14 @@ def pipeline(tmp_path_factory):
         "predict": _run(root, "nnUNetv2_predict", "-i", str(test_dir), "-o", str(root / "pred"), "-d", "1", "-c", "2d",
                         "-f", "0", "-tr", "nnUNetTrainerIAC_iactest", "-device", "cpu", "-npp", "1", "-nps", "1"),
     }  # fmt: skip
+    # the shared model: nnU-Net's export, installed into another results folder, predicts the same labels
+    shared = {"nnUNet_results": str(root / "shared_results")}
+    logs["export"] = _run(root, "nnUNetv2_export_model_to_zip", "-d", "1", "-o", str(root / "iac_model.zip"), "-c", "2d",
+                          "-tr", "nnUNetTrainerIAC_iactest", "-f", "0")
+    logs["install"] = _run(root, "nnUNetv2_install_pretrained_model_from_zip", str(root / "iac_model.zip"), **shared)
+    logs["predict_shared"] = _run(root, "nnUNetv2_predict", "-i", str(test_dir), "-o", str(root / "pred_shared"), "-d",
+                                  "1", "-c", "2d", "-f", "0", "-tr", "nnUNetTrainerIAC_iactest", "-device", "cpu",
+                                  "-npp", "1", "-nps", "1", **shared)  # fmt: skip
     logs["evaluate"] = _run(root, "nnUNetv2_evaluate_folder", str(labels_dir), str(root / "pred"), "-djfile",
                             str(root / "pred" / "dataset.json"), "-pfile", str(root / "pred" / "plans.json"), "-np", "1")
     results = root / "nnUNet_results" / DATASET
@@ -122,6 +130,15 @@ def test_prediction_writes_label_maps_in_the_inputs_grid(pipeline):
     summary = json.loads((pipeline["root"] / "pred" / "summary.json").read_text())
     assert [c["prediction_file"].endswith("case_0003.nii.gz") for c in summary["metric_per_case"]] == [True]
     assert 0.0 <= summary["foreground_mean"]["Dice"] <= 1.0
+
+
+def test_an_exported_model_installed_elsewhere_predicts_the_same_labels(pipeline):
+    import numpy as np
+
+    original = nib.load(pipeline["root"] / "pred" / "case_0003.nii.gz")
+    shared = nib.load(pipeline["root"] / "pred_shared" / "case_0003.nii.gz")
+    assert (pipeline["root"] / "shared_results" / DATASET / "nnUNetTrainerIAC_iactest__nnUNetPlans__2d" / "plans.json").is_file()
+    np.testing.assert_array_equal(np.asarray(shared.dataobj), np.asarray(original.dataobj))
 
 
 def test_checkpoints_load_through_nnunets_own_loader(pipeline, monkeypatch):

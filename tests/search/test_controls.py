@@ -40,6 +40,20 @@ def test_random_cuts_follow_lths_schedule_and_end_at_its_arch_step(tmp_path):
     assert load_genotypes(tmp_path / "again_genotype.json")[0] == random_g
 
 
+def test_random_cuts_decided_early_run_on_to_lths_last_arch_step(tmp_path):
+    _, _, lth = _run(tmp_path, "lth")
+    last = lth["events"][-1]["arch_step"]
+    # a schedule whose last cut comes 20 arch steps after the cell is decided (as when LTH's last cut falls on an
+    # edge that random node cuts have already removed): the control must not end before it
+    late = dict(lth["events"][-1], arch_step=last + 20)
+    (tmp_path / "long_history.json").write_text(json.dumps({"events": lth["events"] + [late]}))
+    control = {"name": "random_cuts", "schedule": str(tmp_path / "long_history.json"), "seed": 3}
+    eng, _, hist = _run(tmp_path, "random_long", control=control)
+    assert hist["decided_at"]["arch_step"] <= last  # decided when LTH's cell was ...
+    assert eng.arch_steps == last + 20  # ... but ran on, with the decided cell, to the schedule's last arch step
+    assert eng.network.cells.is_decided()
+
+
 def test_random_cuts_keep_as_many_as_lth_on_the_same_edge():
     events = [{"arch_step": 4, "kind": "edge", "where": "0->2", "kept": OPS[:4], "dropped": OPS[4:]}]
     rc = RandomCuts(events, seed=0)
