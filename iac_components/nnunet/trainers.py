@@ -251,6 +251,10 @@ class nnUNetTrainerIACSearch(_IACTrainerBase):
                                f"genotype: {join(self.output_folder, 'genotype.json')}")
         self.on_train_end()
 
+    def load_checkpoint(self, filename_or_checkpoint) -> None:
+        raise RuntimeError(f"{type(self).__name__} does not resume (--c) or validate (--val) from a checkpoint: run the "
+                           "search again without those flags (its genotype.json and search_history.json are rewritten)")
+
     def perform_actual_validation(self, save_probabilities: bool = False) -> None:
         self.print_to_log_file("IAC search: no validation here (nothing to segment with yet); retrain the cells "
                                "with nnUNetTrainerIAC, which validates as nnU-Net does")

@@ -164,3 +164,11 @@ def test_cosine_per_group_keeps_each_groups_own_rate():
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([5e-4, 5e-3])
     sched.step(10)
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.0, 0.0], abs=1e-12)
+
+
+def test_the_search_refuses_to_resume_in_one_line():
+    from iac_components.nnunet.trainers import nnUNetTrainerIACSearch
+
+    trainer = object.__new__(nnUNetTrainerIACSearch)  # the refusal needs no dataset
+    with pytest.raises(RuntimeError, match=r"does not resume \(--c\) or validate \(--val\).*without those flags"):
+        trainer.load_checkpoint("checkpoint_final.pth")
