@@ -32,9 +32,11 @@ DEMO_OVERRIDES: dict[str, dict[str, Any]] = {
     # stops growing fast (benchmarks/results/warmup_curve.md); and, because 18 epochs are far from the bundles'
     # 200, a looser rule than the bundles' defaults, chosen on a recorded full search at this configuration
     # (benchmarks/results/calibration_demo.md: it prunes the most while its first cuts keep the full search's
-    # final ops). Even so the demo's search does not decide the whole cell in 18 epochs; its table says so and
-    # lists these overrides. It searches 5 of the bundles' 8 candidate ops (no 5x5 convolutions, no max pool): a
-    # search step costs about 0.6 of the full space's, which is what brings the demo under 5 minutes on two cores.
+    # final ops; re-run on the current generator with the demo's 5 ops in
+    # benchmarks/results/calibration_demo_5ops_demo.md: its first cuts still all keep them). Even so the demo's
+    # search does not decide the whole cell in 18 epochs; its table says so and lists these overrides. It searches
+    # 5 of the bundles' 8 candidate ops (no 5x5 convolutions, no max pool): its search took 159 s instead of 290 s
+    # on two cores, which brings the demo under 5 minutes (benchmarks/results/demo_intel_xeon.md).
     "search": {
         "epochs": 18,
         "ops": ["skip_connect", "avg_pool_3x3", "conv_3x3", "sep_conv_3x3", "dil_conv_3x3"],
