@@ -96,9 +96,9 @@ class ChannelsFirstBatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` that normalises a channels-last CPU tensor in the channels-first layout and hands it back
     channels-last: the same arithmetic, but torch's CPU batch norm on channels-last maps of the cells' few channels
     is 1.4-2.4x slower than a copy to channels-first, the norm and a copy back (4..16 channels, 32²..128², forward
-    and backward, 2 cores), which made a whole search iteration 1.10-1.37x faster
-    (``benchmarks/results/norm_layout.md``). Same parameters and buffers as its parent, so
-    checkpoints load either way."""
+    and backward, 2 cores), which made a whole search iteration 1.18-1.40x faster
+    (``benchmarks/results/norm_layout.md``). Same parameters and buffers as its parent, so checkpoints load
+    either way."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type == "cpu" and x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(

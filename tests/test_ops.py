@@ -50,3 +50,38 @@ def test_search_ops_have_no_affine_norm():
     op = build_op("sep_conv_3x3", 4, 2, affine=False)
     norms = [m for m in op.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert norms and all(not m.affine for m in norms)
+
+
+def test_channels_first_batch_norm_is_torchs_batch_norm_in_the_inputs_layout():
+    import torch
+
+    from iac_components.ops import ChannelsFirstBatchNorm2d
+
+    torch.manual_seed(0)
+    ref, ours = torch.nn.BatchNorm2d(4), ChannelsFirstBatchNorm2d(4)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(3, 4, 9, 7).contiguous(memory_format=torch.channels_last)
+    xr, xo = x.clone().requires_grad_(), x.clone().requires_grad_()
+    yr, yo = ref(xr), ours(xo)
+    assert yo.is_contiguous(memory_format=torch.channels_last) and not yo.is_contiguous()
+    torch.testing.assert_close(yo, yr)
+    (yr * yr).sum().backward()
+    (yo * yo).sum().backward()
+    torch.testing.assert_close(xo.grad, xr.grad)
+    torch.testing.assert_close(ours.running_mean, ref.running_mean)
+    torch.testing.assert_close(ours.running_var, ref.running_var)
+
+
+def test_only_the_search_cells_ops_get_the_channels_first_norm():
+    import torch
+
+    from iac_components.cell import FixedCell, MixedEdge
+    from iac_components.genotype import Genotype
+    from iac_components.ops import ChannelsFirstBatchNorm2d
+
+    edge = MixedEdge(16, ["conv_3x3", "avg_pool_3x3", "sep_conv_3x3"], partial_k=4)
+    norms = [m for m in edge.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(type(m) is ChannelsFirstBatchNorm2d for m in norms)
+    genotype = Genotype((((0, "conv_3x3"), (1, "skip_connect")),) * 4)
+    fixed = FixedCell(16, 32, genotype, 16, 2, "batch")
+    assert not any(type(m) is ChannelsFirstBatchNorm2d for m in fixed.modules())
