@@ -8,7 +8,13 @@ after their preprocessing, i.e. at the bundle's in-plane size (``spatial_size``:
 depend on them); the cells are a typical derived 8-edge cell of width 32 on every skip. Arms alternate per round
 in one process, so their ratio compares.
 
+``--compile`` adds two arms: the same eager network under ``torch.compile`` (what ``inference.json`` runs with
+``--compile true``: MONAI's ``SupervisedEvaluator(compile=True)`` compiles the eager network; model.ts is TorchScript
+and is not compiled). Its first call on the volume's window shape compiles; that time is reported apart
+(``compile_s``) and the rounds after it are the steady per-volume time.
+
     python benchmarks/bench_inference.py --rounds 2
+    python benchmarks/bench_inference.py --backbones unet,resnet50 --compile --windows 16
 """
 
 from __future__ import annotations
@@ -39,14 +45,36 @@ CASES = {
 }
 
 
-def traced_model(channels: int, classes: int, cells: bool) -> torch.jit.ScriptModule:
+def eager_model(backbone: str, channels: int, classes: int, cells: bool, size: tuple[int, int]) -> torch.nn.Module:
     torch.manual_seed(0)
-    net = build_backbone("unet", channels, classes)
+    # the nnU-Net topology is planned from the patch size (the bundles': their in-plane size)
+    net = build_backbone(backbone, channels, classes, **({"patch_size": size} if backbone == "nnunet" else {}))
     if cells:
         net = implant_fixed_cells(net, GENOTYPE, cell_channels=32)
-    model = SliceWise(net).eval()
+    return SliceWise(net).eval()
+
+
+def traced_model(
+    backbone: str, channels: int, classes: int, cells: bool, size: tuple[int, int]
+) -> torch.jit.ScriptModule:
     with torch.no_grad():
-        return torch.jit.trace(model, torch.randn(1, channels, 64, 64, 2), check_trace=False)
+        model = eager_model(backbone, channels, classes, cells, size)
+        return torch.jit.trace(model, torch.randn(1, channels, *size, 2), check_trace=False)
+
+
+def build_arms(backbone: str, case: dict, compile_: bool) -> dict[str, torch.nn.Module]:
+    args = (backbone, case["channels"], case["classes"])
+    size = tuple(case["shape"][:2])
+    arms = {arm: traced_model(*args, arm == "cells", size) for arm in ("no_cells", "cells")}
+    if compile_:
+        for arm in ("no_cells", "cells"):
+            arms[arm + "_compiled"] = torch.compile(eager_model(*args, arm == "cells", size))
+    return arms
+
+
+# (numerator, denominator) arms of the ratios reported
+RATIOS = [("cells", "no_cells"), ("cells_compiled", "no_cells_compiled"), ("cells_compiled", "no_cells"),
+          ("no_cells_compiled", "no_cells"), ("cells_compiled", "cells")]
 
 
 def seconds_per_volume(model, volume: torch.Tensor, window: int) -> float:
@@ -64,6 +92,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--windows", default="16,1", help="window_slices values (the bundles use 16)")
     ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--backbones", default="unet", help="backbones of the bundles (keys of BACKBONES)")
+    ap.add_argument("--compile", action="store_true", help="also time the eager networks under torch.compile")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "inference"))
     args = ap.parse_args()
     windows = [int(w) for w in args.windows.split(",")]
@@ -71,38 +101,63 @@ def main() -> None:
     rows = []
     for name in args.cases.split(","):
         case = CASES[name]
-        models = {arm: traced_model(case["channels"], case["classes"], arm == "cells") for arm in ("no_cells", "cells")}
         volume = torch.randn(1, case["channels"], *case["shape"], generator=torch.Generator().manual_seed(0))
-        for window in windows:
-            for arm in models:  # warm-up: the first call of a traced model is slower
-                seconds_per_volume(models[arm], volume[..., :2], window)
-            times = {arm: [] for arm in models}
-            for _ in range(args.rounds):
+        for backbone in args.backbones.split(","):
+            models = build_arms(backbone, case, args.compile)
+            for window in windows:
+                compile_s = {}
                 for arm, model in models.items():
-                    times[arm].append(seconds_per_volume(model, volume, window))
-            ratios = [c / n for c, n in zip(times["cells"], times["no_cells"])]
-            row = {"case": name, "shape": list(case["shape"]), "channels": case["channels"], "window_slices": window,
-                   "no_cells_s": times["no_cells"], "cells_s": times["cells"], "ratio_per_round": ratios,
-                   "ratio_median": statistics.median(ratios)}  # fmt: skip
-            rows.append(row)
-            print(f"{name} {case['shape']} window {window}: no cells {statistics.median(times['no_cells']):.2f} s, "
-                  f"cells {statistics.median(times['cells']):.2f} s per volume, cells/no cells "
-                  f"{row['ratio_median']:.2f} (rounds {', '.join(f'{r:.2f}' for r in ratios)})", flush=True)
+                    # warm-up: a traced model's first call is slower; a compiled one compiles for this window shape
+                    warm_up = volume if arm.endswith("_compiled") else volume[..., :2]
+                    seconds = seconds_per_volume(model, warm_up, window)
+                    if arm.endswith("_compiled"):
+                        compile_s[arm] = seconds
+                times = {arm: [] for arm in models}
+                for _ in range(args.rounds):
+                    for arm, model in models.items():
+                        times[arm].append(seconds_per_volume(model, volume, window))
+                row = {"case": name, "backbone": backbone, "shape": list(case["shape"]), "channels": case["channels"],
+                       "window_slices": window, "seconds": times, "first_call_s": compile_s}  # fmt: skip
+                for num, den in RATIOS:
+                    if num in times and den in times:
+                        ratios = [a / b for a, b in zip(times[num], times[den])]
+                        row[f"{num}/{den}"] = {"per_round": ratios, "median": statistics.median(ratios)}
+                rows.append(row)
+                print(f"{name} {backbone} window {window}: " + ", ".join(
+                    f"{arm} {statistics.median(t):.2f} s" for arm, t in times.items()) + "; " + ", ".join(
+                    f"{k} {row[k]['median']:.2f}" for k in row if "/" in k), flush=True)  # fmt: skip
     command = ("python benchmarks/bench_inference.py " + " ".join(sys.argv[1:])).strip()
     write_json_atomic(Path(args.out + ".json"), {"command": command, "machine": machine, "rows": rows})
     lines = [
         f"# Inference seconds per volume, with and without cells (`{command}`)", "",
         f"Machine: {machine['cpu']}, {machine['cores']} cores, load {' '.join(machine['load_average_at_start'])} at "
         f"the start, {machine['torch_threads']} torch threads, torch {torch.__version__}, fp32, CPU. Traced SliceWise "
-        "base U-Net (PadToMultiple) under SlidingWindowInferer(roi (-1, -1, window_slices)); random weights; cells: an "
-        "8-edge cell of width 32 on every skip. Median over rounds; ratio per round, arms alternating.", "",
-        "| case | volume (H, W, slices) x channels | window_slices | no cells s | cells s | cells / no cells |",
-        "|---|---|---|---|---|---|",
+        "network (PadToMultiple) under SlidingWindowInferer(roi (-1, -1, window_slices)), as model.ts runs; random "
+        "weights; cells: an 8-edge cell of width 32 on every skip. 'compiled': the eager network under torch.compile "
+        "(inference.json --compile true), its first call (compilation for the window shape) apart. Median over rounds; "
+        "ratios per round, arms alternating, so only ratios and same-run times compare.", "",
+        "| case | backbone | volume (H, W, slices) x channels | window | no cells s | cells s | cells / no cells "
+        "| compiled: no cells s | cells s | cells / no cells | compiled cells / traced no cells | first compiled call s "
+        "(no cells, cells) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
+
+    def med(row: dict, arm: str) -> str:
+        return f"{statistics.median(row['seconds'][arm]):.2f}" if arm in row["seconds"] else "-"
+
+    def ratio(row: dict, key: str) -> str:
+        return f"{row[key]['median']:.2f}" if key in row else "-"
+
     for r in rows:
-        lines.append(f"| {r['case']} | {tuple(r['shape'])} x {r['channels']} | {r['window_slices']} | "
-                     f"{statistics.median(r['no_cells_s']):.2f} | {statistics.median(r['cells_s']):.2f} | "
-                     f"{r['ratio_median']:.2f} |")
+        first = r["first_call_s"]
+        lines.append(
+            f"| {r['case']} | {r['backbone']} | {tuple(r['shape'])} x {r['channels']} | {r['window_slices']} | "
+            f"{med(r, 'no_cells')} | {med(r, 'cells')} | {ratio(r, 'cells/no_cells')} | "
+            f"{med(r, 'no_cells_compiled')} | {med(r, 'cells_compiled')} | "
+            f"{ratio(r, 'cells_compiled/no_cells_compiled')} | {ratio(r, 'cells_compiled/no_cells')} | "
+            + (", ".join(f"{first[a]:.0f}" for a in ("no_cells_compiled", "cells_compiled") if a in first) or "-")
+            + " |"
+        )
     atomic_write(Path(args.out + ".md"), lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
 
 

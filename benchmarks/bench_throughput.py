@@ -13,6 +13,9 @@ Arms (FlexibleUNet with MONAI's own encoder, default ``resnet50``; cells of widt
 * ``search``: our search iteration (``IACSearchTrainer``: arch step on one batch + weight step on another,
   frozen backbone), with PC-DARTS ``K``.
 * ``reference``: the same iteration in the straightforward supernet (``reference_supernet.py``).
+* ``plain_compiled``, ``fixed_compiled`` (not run by default): the plain and the fixed step with the network under
+  ``torch.compile`` (what MONAI's ``SupervisedTrainer(compile=True)`` does); the first iteration (compilation) is
+  reported apart, and an arm that fails to compile is reported with its error, not dropped.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from monai.networks.nets import FlexibleUNet  # noqa: E402
 from iac_components.genotype import Genotype  # noqa: E402
 from iac_components.implant import get_adapter, implant_fixed_cells, implant_search_cells  # noqa: E402
 from iac_components.search import IACSearchTrainer  # noqa: E402
-from iac_components.utils import machine_info, write_json_atomic  # noqa: E402
+from iac_components.utils import atomic_write, machine_info, write_json_atomic  # noqa: E402
 from reference_supernet import ReferenceSupernet  # noqa: E402
 
 # a typical derived cell: 8 edges, a mix of the op types
@@ -158,10 +161,27 @@ def main() -> None:
     arms = args.arms.split(",")
     results: dict[str, dict[str, list[float]]] = {d: {a: [] for a in arms} for d in args.dtypes.split(",")}
     batches = _batches(args.steps + 2, args.batch, args.size, classes, device)
+    errors: dict[str, str] = {}
+    first_call_s: dict[str, list[float]] = {}
     for _ in range(args.repeats):
         for dtype in results:
             for arm in arms:
-                if arm == "plain":
+                if arm in ("plain_compiled", "fixed_compiled"):
+                    net = _net(args.backbone, classes)
+                    if arm == "fixed_compiled":
+                        net = implant_fixed_cells(net, GENOTYPE, cell_channels=args.width)
+                    try:
+                        compiled = torch.compile(net.to(device))
+                        t = time_supervised(compiled, batches[: args.steps + 1], device, dtype, loss_fn)
+                    except Exception as e:  # an inductor failure is a result of this arm, not a crash of the run
+                        # the failing op and the assertion, not inductor's generic last line
+                        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+                        keep = [ln for ln in lines if ln.startswith(("Error in op", "expected size"))] or lines[:1]
+                        errors[f"{dtype} {arm}"] = f"{type(e).__name__}: {' / '.join(keep)[:400]}"
+                        print(f"{dtype} {arm}: failed: {errors[f'{dtype} {arm}']}", flush=True)
+                        continue
+                    first_call_s.setdefault(f"{dtype} {arm}", []).append(t[0])
+                elif arm == "plain":
                     t = time_supervised(_net(args.backbone, classes).to(device), batches[: args.steps + 1], device, dtype, loss_fn)
                 elif arm == "fixed":
                     net = implant_fixed_cells(_net(args.backbone, classes), GENOTYPE, cell_channels=args.width)
@@ -184,6 +204,10 @@ def main() -> None:
             row["search_speedup_vs_reference"] = med["reference"] / med["search"]
         if "fixed" in med and "plain" in med:
             row["fixed_over_plain"] = med["fixed"] / med["plain"]
+        if "fixed_compiled" in med and "plain_compiled" in med:
+            row["fixed_compiled_over_plain_compiled"] = med["fixed_compiled"] / med["plain_compiled"]
+        if "fixed_compiled" in med and "plain" in med:
+            row["fixed_compiled_over_plain"] = med["fixed_compiled"] / med["plain"]
         table[dtype] = row
     doc = {
         "command": "python " + " ".join(sys.argv),
@@ -191,6 +215,8 @@ def main() -> None:
         "config": vars(args),
         "results": table,
         "raw_seconds": results,
+        "first_call_s": first_call_s,
+        "errors": errors,
     }
     out = Path(args.out)
     write_json_atomic(out.with_suffix(".json"), doc)
@@ -216,7 +242,14 @@ def main() -> None:
             lines.append(f"- {dtype}: search images/s = {row['search_speedup_vs_reference']:.2f} x the reference's")
         if "fixed_over_plain" in row:
             lines.append(f"- {dtype}: fixed-cell step = {row['fixed_over_plain']:.2f} x the plain step's time")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+        if "fixed_compiled_over_plain_compiled" in row:
+            lines.append(f"- {dtype}: compiled fixed-cell step = {row['fixed_compiled_over_plain_compiled']:.2f} x the "
+                         f"compiled plain step's time, {row['fixed_compiled_over_plain']:.2f} x the eager plain step's")
+    for key, seconds in first_call_s.items():
+        lines.append(f"- {key}: first iteration (compilation) {', '.join(f'{t:.0f}' for t in seconds)} s")
+    for key, error in errors.items():
+        lines.append(f"- {key}: failed to compile: `{error}`")
+    atomic_write(out.with_suffix(".md"), lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
     print("\n".join(lines))
 
 

@@ -32,7 +32,7 @@ from monai.networks.layers.factories import Conv
 from monai.networks.layers.utils import get_norm_layer
 
 from iac_components.genotype import NUM_INPUT_NODES, Genotype, derive_genotype, edge_importance, edge_key
-from iac_components.ops import DEFAULT_OPS, build_op, channels_first_norms, check_op_names
+from iac_components.ops import DEFAULT_OPS, build_op, channels_first_norms, check_op_names, relu_first_forward
 
 __all__ = [
     "CellArchitecture",
@@ -123,17 +123,20 @@ class MixedEdge(nn.Module):
         Args:
             x: ``(N, channels / partial_k, ...)``.
             weights: one weight per live op, in :attr:`op_names` order.
-            shared: results of parameter-free ops (pools, identity) on this same ``x``, filled and reused by
-                every edge that leaves the same node, so each is computed once per node rather than per edge.
+            shared: results of parameter-free ops (pools, identity) and of the ReLU that the conv ops start with,
+                on this same ``x``, filled and reused by every edge that leaves the same node, so each is computed
+                once per node rather than per op and edge.
         """
         out = None
         for w, (name, op) in zip(weights, self.ops.items()):
-            if shared is not None and name in _PARAMETER_FREE:
+            if shared is None:
+                y = op(x)
+            elif name in _PARAMETER_FREE:
                 y = shared.get(name)
                 if y is None:
                     y = shared[name] = op(x)
             else:
-                y = op(x)
+                y = relu_first_forward(op, x, shared)
             y = w * y
             out = y if out is None else out + y
         return out
@@ -425,9 +428,13 @@ class FixedCell(_CellBase):
 
     def forward(self, skip: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
         states = [self._layout(s) for s in self._inputs(skip, coarse)]
+        relu_caches: list[dict] = [{} for _ in range(len(states) + len(self._node_inputs))]  # one ReLU per node
         for j, inputs in self._node_inputs:
             a, b = inputs
-            states.append(self.edges[_pname(a, j)](states[a]) + self.edges[_pname(b, j)](states[b]))
+            states.append(
+                relu_first_forward(self.edges[_pname(a, j)], states[a], relu_caches[a])
+                + relu_first_forward(self.edges[_pname(b, j)], states[b], relu_caches[b])
+            )
         return self._output(skip, states)
 
 

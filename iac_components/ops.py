@@ -23,12 +23,14 @@ __all__ = [
     "OPS",
     "DilConv",
     "ReLUConvNorm",
+    "ReLUFirst",
     "SepConv",
     "Zero",
     "build_op",
     "channels_first_norms",
     "check_op_names",
     "register_op",
+    "relu_first_forward",
 ]
 
 OpFactory = Callable[[int, int, bool], nn.Module]
@@ -129,7 +131,35 @@ class Zero(nn.Module):
         return x.mul(0.0)
 
 
-class ReLUConvNorm(nn.Sequential):
+class ReLUFirst(nn.Sequential):
+    """An op whose first step is a ReLU of its input (DARTS's ReLU -> conv -> norm ops). The ops on the edges that
+    leave one node all start with the same ReLU of the same tensor, so a cell computes it once per node and calls
+    :meth:`after_relu` (same arithmetic: one ReLU, and in training one saved activation and one ReLU backward per
+    node, instead of one per op and edge)."""
+
+    def after_relu(self, x: torch.Tensor) -> torch.Tensor:
+        """The op on ``x`` that is already ``relu(input)``."""
+        for i, module in enumerate(self):
+            if i:
+                x = module(x)
+        return x
+
+
+_RELU_KEY = "relu(input)"  # not an op name: the cache also holds the pools' results under their names
+
+
+def relu_first_forward(op: nn.Module, x: torch.Tensor, relu_cache: dict) -> torch.Tensor:
+    """``op(x)``, taking ``relu(x)`` from ``relu_cache`` (filled on first use) when ``op`` starts with that ReLU;
+    ``relu_cache`` belongs to ``x`` (one per node of a cell)."""
+    if isinstance(op, ReLUFirst):
+        r = relu_cache.get(_RELU_KEY)
+        if r is None:
+            r = relu_cache[_RELU_KEY] = torch.relu(x)
+        return op.after_relu(r)
+    return op(x)
+
+
+class ReLUConvNorm(ReLUFirst):
     """ReLU -> conv (stride 1, 'same' padding) -> norm."""
 
     def __init__(self, channels: int, kernel_size: int, spatial_dims: int, affine: bool, dilation: int = 1):
@@ -142,7 +172,7 @@ class ReLUConvNorm(nn.Sequential):
         )
 
 
-class DilConv(nn.Sequential):
+class DilConv(ReLUFirst):
     """ReLU -> dilated depthwise conv -> pointwise conv -> norm (DARTS ``dil_conv``)."""
 
     def __init__(self, channels: int, kernel_size: int, spatial_dims: int, affine: bool, dilation: int = 2):
@@ -156,7 +186,7 @@ class DilConv(nn.Sequential):
         )
 
 
-class SepConv(nn.Sequential):
+class SepConv(ReLUFirst):
     """Two stacked depthwise-separable blocks (DARTS ``sep_conv``): the receptive field of two convs."""
 
     def __init__(self, channels: int, kernel_size: int, spatial_dims: int, affine: bool):
@@ -164,6 +194,9 @@ class SepConv(nn.Sequential):
             DilConv(channels, kernel_size, spatial_dims, affine, dilation=1),
             DilConv(channels, kernel_size, spatial_dims, affine, dilation=1),
         )
+
+    def after_relu(self, x: torch.Tensor) -> torch.Tensor:
+        return self[1](self[0].after_relu(x))
 
 
 def _pool(kind: str) -> OpFactory:

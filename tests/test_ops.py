@@ -85,3 +85,67 @@ def test_only_the_search_cells_ops_get_the_channels_first_norm():
     genotype = Genotype((((0, "conv_3x3"), (1, "skip_connect")),) * 4)
     fixed = FixedCell(16, 32, genotype, 16, 2, "batch")
     assert not any(type(m) is ChannelsFirstBatchNorm2d for m in fixed.modules())
+
+
+@pytest.mark.parametrize("name", ["conv_3x3", "conv_1x1", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"])
+def test_relu_first_ops_after_a_shared_relu_are_the_op(name):
+    from iac_components.ops import ReLUFirst, relu_first_forward
+
+    torch.manual_seed(0)
+    op = build_op(name, 4, 2, affine=True).eval()
+    first = op[0] if isinstance(op[0], torch.nn.ReLU) else op[0][0]  # sep_conv: its first block's ReLU
+    assert isinstance(op, ReLUFirst) and isinstance(first, torch.nn.ReLU)
+    x = torch.randn(2, 4, 9, 7)
+    cache: dict = {}
+    torch.testing.assert_close(relu_first_forward(op, x, cache), op(x), rtol=0, atol=0)
+    (relu,) = cache.values()
+    torch.testing.assert_close(relu, torch.relu(x), rtol=0, atol=0)
+
+
+def test_a_cache_computes_the_relu_once_for_every_op_that_starts_with_it(monkeypatch):
+    from iac_components.ops import relu_first_forward
+
+    calls = []
+    real_relu = torch.relu
+    monkeypatch.setattr(torch, "relu", lambda t: calls.append(1) or real_relu(t))
+    x, cache = torch.randn(1, 4, 6, 6), {}
+    # (sep_conv's second block has a ReLU of its own inside: left out so that every call counted is the input's)
+    for name in ("conv_3x3", "conv_1x1", "dil_conv_3x3", "dil_conv_5x5", "avg_pool_3x3"):
+        relu_first_forward(build_op(name, 4), x, cache)
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("kind", ["fixed", "search"])
+def test_cells_sharing_the_relu_compute_what_the_ops_compute_alone(kind, monkeypatch):
+    """The shared ReLU is the same arithmetic: outputs equal, gradients equal up to the summation order."""
+    import copy
+
+    import iac_components.cell as cell_module
+    from iac_components.cell import FixedCells, SearchCells
+    from iac_components.genotype import Genotype
+
+    torch.manual_seed(0)
+    genotype = Genotype(
+        (((0, "sep_conv_3x3"), (1, "conv_3x3")), ((0, "dil_conv_3x3"), (1, "sep_conv_5x5")),
+         ((0, "conv_3x3"), (3, "max_pool_3x3")), ((2, "dil_conv_5x5"), (3, "sep_conv_3x3")))
+    )  # fmt: skip
+    shared = (FixedCells((8, 16, 32), genotype, cell_channels=8) if kind == "fixed"
+              else SearchCells((8, 16, 32), cell_channels=8, partial_k=2)).train()  # fmt: skip
+    for c in shared.cells:
+        c.gamma.data.normal_()
+    alone = copy.deepcopy(shared)
+    features = [torch.randn(2, c, 32 // 2**i, 32 // 2**i) for i, c in enumerate((8, 16, 32))]
+
+    def loss_and_grads(cells):
+        out = cells([f.clone() for f in features])
+        sum((o**2).sum() for o in out).backward()
+        return out, [p.grad for p in cells.parameters()]
+
+    out_shared, grads_shared = loss_and_grads(shared)
+    monkeypatch.setattr(cell_module, "relu_first_forward", lambda op, x, cache: op(x))
+    out_alone, grads_alone = loss_and_grads(alone)
+    for a, b in zip(out_shared, out_alone):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert len(grads_shared) == len(grads_alone) and all(g is not None for g in grads_shared)
+    for a, b in zip(grads_shared, grads_alone):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max()))

@@ -98,9 +98,13 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
         "out_channels": classes,
         "window_slices": spec.dataset.window_slices,
         "torchscript": "auto",
+        # torch.compile the eager network (MONAI's SupervisedEvaluator(compile=True)): model.ts is TorchScript, which
+        # torch.compile does not take, so compile runs the eager model (model.pt + genotype.json)
+        "compile": False,
+        "use_compile": "$str(@compile).lower() in ('true', '1', 'yes')",
         "use_torchscript": (
-            "$str(@torchscript).lower() in ('true', '1', 'yes') or "
-            "(str(@torchscript).lower() == 'auto' and not os.path.isfile(@ckpt_dir + '/model.pt'))"
+            "$not @use_compile and (str(@torchscript).lower() in ('true', '1', 'yes') or "
+            "(str(@torchscript).lower() == 'auto' and not os.path.isfile(@ckpt_dir + '/model.pt')))"
         ),
         "network_def": {
             "_target_": f"{RUNTIME}.inference_network",
@@ -172,6 +176,7 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
             "inferer": "@inferer",
             "postprocessing": "@postprocessing",
             "val_handlers": "@handlers",
+            "compile": "@use_compile",
         },
         "initialize": [],
         "run": ["$@evaluator.run()"],

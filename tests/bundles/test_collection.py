@@ -135,3 +135,25 @@ def test_folds_follow_split_seed_not_the_training_seed(name):
         parser.update({"seed": 1})
         assert parser.get("split_seed") == 0, f
         assert parser.get("data")["split_seed"] == "@split_seed", f
+
+
+@pytest.mark.parametrize(
+    "override, compile_, torchscript",
+    [
+        ({}, False, False),  # model.pt is there: the eager model
+        ({"torchscript": "true"}, False, True),
+        ({"compile": "true"}, True, False),
+        ({"compile": True, "torchscript": "true"}, True, False),  # torch.compile takes the eager network only
+        ({"compile": "no"}, False, False),
+    ],
+)
+def test_compile_runs_the_eager_network_under_monais_evaluator(override, compile_, torchscript, tmp_path):
+    root = copy_bundle("acdc_iac", tmp_path)
+    (root / "models").mkdir()
+    (root / "models" / "model.pt").write_bytes(b"")
+    parser = ConfigParser()
+    parser.read_config(str(root / "configs" / "inference.json"))
+    parser.update({"bundle_root": str(root), **override})
+    assert parser.get_parsed_content("use_compile") is compile_
+    assert parser.get_parsed_content("use_torchscript") is torchscript
+    assert parser["evaluator"]["compile"] == "@use_compile"  # MONAI's SupervisedEvaluator(compile=...)
