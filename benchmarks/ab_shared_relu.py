@@ -99,6 +99,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--shared_first", action="store_true", help="run the shared arm first in each round")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "shared_relu"))
     args = ap.parse_args()
     machine = machine_info()
@@ -112,7 +113,7 @@ def main() -> None:
         for step in ("search", "fixed", "infer"):
             t: dict[str, list[float]] = {arm: [] for arm in ARMS}
             for _ in range(args.rounds):
-                for arm in ARMS:
+                for arm in ARMS[::-1] if args.shared_first else ARMS:
                     t[arm].append(run(CONFIGS[name], step, arm, args.steps))
             ratios = [a / b for a, b in zip(t["per_op"], t["shared"])]
             rows.append({"config": name, "step": step, "per_op_s": t["per_op"], "shared_s": t["shared"],

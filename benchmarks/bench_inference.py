@@ -5,7 +5,7 @@ the axial slices (``SliceWise``), traced, under MONAI's ``SlidingWindowInferer``
 (``w`` = ``window_slices``: how many slices go through the network as one batch). Volumes are the bundles' input
 after their preprocessing, i.e. at the bundle's in-plane size (``spatial_size``: ACDC 256x256; BraTS 224x224, to which
 ``ResizeWithPadOrCropd`` crops a 240x240 slice), with the case's slices. Weights are random (the time does not
-depend on them); the cells are a typical derived 8-edge cell of width 32 on every skip. Arms alternate per round
+depend on them); the cells are a typical derived 8-edge cell of width 32 (`--width`) on every skip. Arms alternate per round
 in one process, so their ratio compares.
 
 ``--compile`` adds two arms: the same eager network under ``torch.compile`` (what ``inference.json`` runs with
@@ -45,30 +45,32 @@ CASES = {
 }
 
 
-def eager_model(backbone: str, channels: int, classes: int, cells: bool, size: tuple[int, int]) -> torch.nn.Module:
+def eager_model(
+    backbone: str, channels: int, classes: int, cells: bool, size: tuple[int, int], width: int = 32
+) -> torch.nn.Module:
     torch.manual_seed(0)
     # the nnU-Net topology is planned from the patch size (the bundles': their in-plane size)
     net = build_backbone(backbone, channels, classes, **({"patch_size": size} if backbone == "nnunet" else {}))
     if cells:
-        net = implant_fixed_cells(net, GENOTYPE, cell_channels=32)
+        net = implant_fixed_cells(net, GENOTYPE, cell_channels=width)
     return SliceWise(net).eval()
 
 
 def traced_model(
-    backbone: str, channels: int, classes: int, cells: bool, size: tuple[int, int]
+    backbone: str, channels: int, classes: int, cells: bool, size: tuple[int, int], width: int = 32
 ) -> torch.jit.ScriptModule:
     with torch.no_grad():
-        model = eager_model(backbone, channels, classes, cells, size)
+        model = eager_model(backbone, channels, classes, cells, size, width)
         return torch.jit.trace(model, torch.randn(1, channels, *size, 2), check_trace=False)
 
 
-def build_arms(backbone: str, case: dict, compile_: bool) -> dict[str, torch.nn.Module]:
+def build_arms(backbone: str, case: dict, compile_: bool, width: int = 32) -> dict[str, torch.nn.Module]:
     args = (backbone, case["channels"], case["classes"])
     size = tuple(case["shape"][:2])
-    arms = {arm: traced_model(*args, arm == "cells", size) for arm in ("no_cells", "cells")}
+    arms = {arm: traced_model(*args, arm == "cells", size, width) for arm in ("no_cells", "cells")}
     if compile_:
         for arm in ("no_cells", "cells"):
-            arms[arm + "_compiled"] = torch.compile(eager_model(*args, arm == "cells", size))
+            arms[arm + "_compiled"] = torch.compile(eager_model(*args, arm == "cells", size, width))
     return arms
 
 
@@ -94,6 +96,7 @@ def main() -> None:
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--backbones", default="unet", help="backbones of the bundles (keys of BACKBONES)")
     ap.add_argument("--compile", action="store_true", help="also time the eager networks under torch.compile")
+    ap.add_argument("--width", type=int, default=32, help="the cells' inner width (cell_channels)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "inference"))
     args = ap.parse_args()
     windows = [int(w) for w in args.windows.split(",")]
@@ -103,7 +106,7 @@ def main() -> None:
         case = CASES[name]
         volume = torch.randn(1, case["channels"], *case["shape"], generator=torch.Generator().manual_seed(0))
         for backbone in args.backbones.split(","):
-            models = build_arms(backbone, case, args.compile)
+            models = build_arms(backbone, case, args.compile, args.width)
             for window in windows:
                 compile_s = {}
                 for arm, model in models.items():
@@ -133,11 +136,11 @@ def main() -> None:
         f"Machine: {machine['cpu']}, {machine['cores']} cores, load {' '.join(machine['load_average_at_start'])} at "
         f"the start, {machine['torch_threads']} torch threads, torch {torch.__version__}, fp32, CPU. Traced SliceWise "
         "network (PadToMultiple) under SlidingWindowInferer(roi (-1, -1, window_slices)), as model.ts runs; random "
-        "weights; cells: an 8-edge cell of width 32 on every skip. 'compiled': the eager network under torch.compile "
-        "(inference.json --compile true), its first call (compilation for the window shape) apart. Median over rounds; "
+        f"weights; cells: an 8-edge cell of width {args.width} on every skip. 'compiled': the eager network under torch.compile "
+        "(inference.json --compile true), its first call (compilation for the window shape plus that volume) apart. Median over rounds; "
         "ratios per round, arms alternating, so only ratios and same-run times compare.", "",
         "| case | backbone | volume (H, W, slices) x channels | window | no cells s | cells s | cells / no cells "
-        "| compiled: no cells s | cells s | cells / no cells | compiled cells / traced no cells | first compiled call s "
+        "| compiled: no cells s | cells s | cells / no cells | compiled cells / traced no cells | first compiled volume s "
         "(no cells, cells) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
