@@ -28,7 +28,7 @@ from bench_throughput import GENOTYPE, _batches, time_search, time_supervised  #
 from iac_components.implant import implant_fixed_cells, implant_search_cells  # noqa: E402
 from iac_components.networks import build_backbone  # noqa: E402
 from iac_components.ops import ChannelsFirstBatchNorm2d, channels_first_norms  # noqa: E402
-from iac_components.utils import atomic_write, machine_info, write_json_atomic  # noqa: E402
+from iac_components.utils import atomic_write, machine_info, machine_line, write_json_atomic  # noqa: E402
 
 CONFIGS = {
     # the demo's search: BasicUNet ("unet"), batch 8, 64x64, width 16, K=4
@@ -89,8 +89,7 @@ def main() -> None:
     machine = machine_info()
     write_json_atomic(Path(args.out + ".json"), {"command": command.strip(), "machine": machine, "rows": rows})
     lines = [f"# Cells' batch norm: torch's on channels-last vs channels-first (`{command.strip()}`)", "",
-             f"Machine: {machine['cpu']}, {machine['cores']} cores, load {' '.join(machine['load_average_at_start'])} at the "
-             f"start, {machine['torch_threads']} torch threads, torch {torch.__version__}, fp32. Seconds per iteration "
+             f"{machine_line(machine)}, fp32. Seconds per iteration "
              "(median over the steps of a round); speed-up = native / channels-first, per round, same process.", "",
              "| configuration | step | native s | channels-first s | speed-up (median of rounds) |", "|---|---|---|---|---|"]
     for r in rows:

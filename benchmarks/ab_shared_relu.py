@@ -32,7 +32,7 @@ import iac_components.cell as cell_module  # noqa: E402
 from ab_norm_layout import CONFIGS, _backbone  # noqa: E402
 from bench_throughput import GENOTYPE, _batches, time_search, time_supervised  # noqa: E402
 from iac_components.implant import implant_fixed_cells, implant_search_cells  # noqa: E402
-from iac_components.utils import atomic_write, machine_info, write_json_atomic  # noqa: E402
+from iac_components.utils import atomic_write, machine_info, machine_line, write_json_atomic  # noqa: E402
 
 ARMS = ("per_op", "shared")
 
@@ -125,8 +125,7 @@ def main() -> None:
     write_json_atomic(Path(args.out + ".json"), {"command": command, "machine": machine, "rows": rows, "memory": memory})
     lines = [
         f"# Cells' conv ops: one shared ReLU per node vs one ReLU per op (`{command}`)", "",
-        f"Machine: {machine['cpu']}, {machine['cores']} cores, load {' '.join(machine['load_average_at_start'])} at the "
-        f"start, {machine['torch_threads']} torch threads, torch {torch.__version__}, fp32, CPU. Seconds per iteration "
+        f"{machine_line(machine)}, fp32, CPU. Seconds per iteration "
         "(median over the steps of a round); speed-up = per-op / shared, per round, same process, arms alternating.", "",
         "| configuration | step | per-op ReLU s | shared ReLU s | speed-up (median of rounds) |", "|---|---|---|---|---|",
     ]  # fmt: skip

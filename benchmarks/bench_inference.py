@@ -35,7 +35,7 @@ from bench_throughput import GENOTYPE  # noqa: E402
 from iac_components.implant import implant_fixed_cells  # noqa: E402
 from iac_components.networks import build_backbone  # noqa: E402
 from iac_components.networks.slicewise import SliceWise  # noqa: E402
-from iac_components.utils import atomic_write, machine_info, write_json_atomic  # noqa: E402
+from iac_components.utils import atomic_write, machine_info, machine_line, write_json_atomic  # noqa: E402
 
 CASES = {
     # ACDC-like: one cine-MRI frame at the bundle's 1.5 mm grid, 256x256, 10 slices; 4 classes
@@ -133,8 +133,7 @@ def main() -> None:
     write_json_atomic(Path(args.out + ".json"), {"command": command, "machine": machine, "rows": rows})
     lines = [
         f"# Inference seconds per volume, with and without cells (`{command}`)", "",
-        f"Machine: {machine['cpu']}, {machine['cores']} cores, load {' '.join(machine['load_average_at_start'])} at "
-        f"the start, {machine['torch_threads']} torch threads, torch {torch.__version__}, fp32, CPU. Traced SliceWise "
+        f"{machine_line(machine)}, fp32, CPU. Traced SliceWise "
         "network (PadToMultiple) under SlidingWindowInferer(roi (-1, -1, window_slices)), as model.ts runs; random "
         f"weights; cells: an 8-edge cell of width {args.width} on every skip. 'compiled': the eager network under torch.compile "
         "(inference.json --compile true), its first call (compilation for the window shape plus that volume) apart. Median over rounds; "

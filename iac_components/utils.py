@@ -6,7 +6,7 @@ import json
 import os
 import platform
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +93,10 @@ def machine_info() -> dict[str, Any]:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def machine_line(machine: Mapping[str, Any]) -> str:
+    """The ``Machine: ...`` line of a benchmark's markdown, from :func:`machine_info`'s record (torch's version as
+    recorded there)."""
+    return (f"Machine: {machine['cpu']}, {machine['cores']} cores, load {' '.join(machine['load_average_at_start'])} at "
+            f"the start, {machine['torch_threads']} torch threads, torch {machine['torch']}")
