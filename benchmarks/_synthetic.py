@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from iac_components.demo import DEMO_OVERRIDES, _run, find_bundle  # noqa: E402
+from iac_components.bundles.run import find_bundle, run_workflow  # noqa: E402
+from iac_components.demo import DEMO_OVERRIDES  # noqa: E402
 
 
 def synthetic_baseline(out: Path, patients: int, seed: int) -> tuple[Path, dict[str, Any], Path]:
@@ -26,6 +27,6 @@ def synthetic_baseline(out: Path, patients: int, seed: int) -> tuple[Path, dict[
     common = {**DEMO_OVERRIDES["common"], "dataset_dir": str(raw), "cache_dir": str(out / "cache"), "seed": seed}
     base = out / "baseline"
     if not (base / "baseline.pt").is_file():
-        _run(configs / "train.json", "run", out / "train.log",
+        run_workflow(configs / "train.json", "run", out / "train.log",
              {**common, **DEMO_OVERRIDES["train"], "ckpt_dir": str(base), "output_dir": str(base)})
     return configs, common, base

@@ -66,7 +66,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from iac_components.data import synthesize
-    from iac_components.demo import DEMO_OVERRIDES, _run, find_bundle
+    from iac_components.bundles.run import find_bundle, run_workflow
+    from iac_components.demo import DEMO_OVERRIDES
     from iac_components.utils import machine_info, write_json_atomic
 
     runs = Path(args.benchmark_runs)
@@ -84,7 +85,7 @@ def main() -> None:
                      "seed": args.seed, "dataset_dir": str(raw), "cache_dir": str(out / "cache"),
                      "ckpt_dir": str(search_dir), "output_dir": str(search_dir)}
         (out / "logs").mkdir(exist_ok=True)
-        _run(find_bundle("acdc_iac") / "configs" / "search.json", "search", out / "logs" / "search_lth.log", overrides)
+        run_workflow(find_bundle("acdc_iac") / "configs" / "search.json", "search", out / "logs" / "search_lth.log", overrides)
     rows = {f"{p.parents[1].name} (20 patients)": summarize(p) for p in references}
     rows[f"seed{args.seed}, {args.patients} patients"] = summarize(search_dir / "search_history.json")
     doc = {"command": "python " + " ".join(sys.argv), "machine": machine_info(), "config": vars(args), "searches": rows}

@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _synthetic import synthetic_baseline  # noqa: E402
 
 from iac_components.benchmark.calibration import SWEEP, sweep_rules  # noqa: E402
-from iac_components.demo import DEMO_OVERRIDES, _run  # noqa: E402
+from iac_components.bundles.run import run_workflow  # noqa: E402
+from iac_components.demo import DEMO_OVERRIDES  # noqa: E402
 from iac_components.search.rule import JSDRule  # noqa: E402
 from iac_components.utils import machine_info, write_json_atomic  # noqa: E402
 
@@ -70,7 +71,7 @@ def main() -> None:
     shutil.copy(base / "baseline.pt", run / "baseline.pt")
     search = {**CONFIGS[args.config], "epochs": args.epochs, "prune": False}
     if not (run / "genotype.json").is_file():
-        _run(configs / "search.json", "search", run / "search.log", {**common, **search, "ckpt_dir": str(run),
+        run_workflow(configs / "search.json", "search", run / "search.log", {**common, **search, "ckpt_dir": str(run),
                                                                      "output_dir": str(run)})
     history = json.loads((run / "search_history.json").read_text())
     sweep = sweep_rules(history, SWEEP)

@@ -24,7 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from iac_components.benchmark.runner import per_patient_metrics  # noqa: E402
-from iac_components.demo import DEMO_OVERRIDES, _run, find_bundle  # noqa: E402
+from iac_components.bundles.run import find_bundle, run_workflow  # noqa: E402
+from iac_components.demo import DEMO_OVERRIDES  # noqa: E402
 from iac_components.stats import paired_comparison  # noqa: E402
 from iac_components.utils import machine_info, write_json_atomic  # noqa: E402
 
@@ -57,7 +58,7 @@ def main() -> None:
                 shutil.copy(d / "baseline.pt", d / "model.pt")  # nothing trains: the control is the baseline
                 seconds = 0.0
             elif not (d / "model.pt").is_file():
-                seconds = _run(configs / "retrain.json", "run", d / "retrain.log",
+                seconds = run_workflow(configs / "retrain.json", "run", d / "retrain.log",
                                {**common, **DEMO_OVERRIDES["retrain"], **recipe, "epochs": args.epochs,
                                 "genotype_file": genotype, "ckpt_dir": str(d), "output_dir": str(d)})
             else:
@@ -65,7 +66,7 @@ def main() -> None:
             ev = {**common, **cell, "ckpt_dir": str(d), "output_dir": str(d), "genotype_file": genotype,
                   "models": "${'iac': (@network_def, @ckpt_dir + '/model.pt')}"}
             if not (d / "evaluation" / "iac" / "metrics_per_case.csv").is_file():
-                _run(configs / "evaluate.json", "run", d / "evaluate.log", ev)
+                run_workflow(configs / "evaluate.json", "run", d / "evaluate.log", ev)
             summary = json.loads((d / "evaluation" / "iac" / "metrics_summary.json").read_text())
             cells = d / "cell_contribution.json"
             rows.setdefault(name, {})[arm] = {

@@ -19,7 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from iac_components.benchmark.runner import EVIDENCE_DATA  # noqa: E402
-from iac_components.demo import DEMO_OVERRIDES, _run, find_bundle  # noqa: E402
+from iac_components.bundles.run import find_bundle, run_workflow  # noqa: E402
+from iac_components.demo import DEMO_OVERRIDES  # noqa: E402
 from iac_components.utils import machine_info, write_json_atomic  # noqa: E402
 
 
@@ -51,7 +52,7 @@ def main() -> None:
                   "ckpt_dir": str(d), "output_dir": str(d), "bundle_root": str(d), "split_seed": args.split_seed,
                   "split_fractions": EVIDENCE_DATA["split_fractions"]}  # fmt: skip
         t = time.perf_counter()
-        _run(configs / "train.json", "run", work / f"train_{epochs}.log", {**common, **DEMO_OVERRIDES["train"], "epochs": epochs})
+        run_workflow(configs / "train.json", "run", work / f"train_{epochs}.log", {**common, **DEMO_OVERRIDES["train"], "epochs": epochs})
         train_s = time.perf_counter() - t
         wf = ConfigWorkflow(config_file=str(configs / "train.json"), workflow_type=None, logging_file=False, **common)
         wf.initialize()

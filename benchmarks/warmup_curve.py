@@ -19,7 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _synthetic import synthetic_baseline  # noqa: E402
 
-from iac_components.demo import DEMO_OVERRIDES, _run  # noqa: E402
+from iac_components.bundles.run import run_workflow  # noqa: E402
+from iac_components.demo import DEMO_OVERRIDES  # noqa: E402
 from iac_components.utils import machine_info, write_json_atomic  # noqa: E402
 
 
@@ -38,7 +39,7 @@ def main() -> None:
     shutil.copy(base / "baseline.pt", run / "baseline.pt")
     search = {**DEMO_OVERRIDES["search"], "warmup_steps": args.steps, "prune": False}
     search["epochs"] = max(2, args.steps // 13 + 1)  # the demo's data: 13 weight steps per epoch
-    _run(configs / "search.json", "search", run / "search.log", {**common, **search, "ckpt_dir": str(run), "output_dir": str(run)})
+    run_workflow(configs / "search.json", "search", run / "search.log", {**common, **search, "ckpt_dir": str(run), "output_dir": str(run)})
     history = json.loads((run / "search_history.json").read_text())
     rows = [(e["iteration"], e["cells"]["gamma_mean_abs"], e["cells"]["ratio"]) for e in history["epochs"] if e.get("cells")]
     epoch_length = rows[0][0]

@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEMO_OVERRIDES", "find_bundle", "run_demo"]
+from iac_components.bundles.run import LogTo, find_bundle, run_workflow
+
+__all__ = ["DEMO_OVERRIDES", "run_demo"]
 
 #: The demo's settings: small synthetic volumes and short runs, so that the whole pipeline takes minutes on two
 #: CPU cores. Everything else is the bundle's default.
@@ -55,70 +57,9 @@ DEMO_OVERRIDES: dict[str, dict[str, Any]] = {
 }
 
 
-def find_bundle(name: str = "acdc_iac", out: Path | None = None) -> Path:
-    """The bundle folder: the repository's ``bundles/<name>`` in a source checkout, else one generated from the
-    installed package's template (the same files, as ``iac bundles check`` guarantees)."""
-    repo = Path(__file__).resolve().parents[1] / "bundles" / name
-    if (repo / "configs" / "search.json").is_file():
-        return repo
-    from iac_components.bundles.generator import generate
-
-    target = Path(out or ".") / "bundles"
-    generate(target, [name])
-    return target / name
-
-
-class _LogTo:
-    """Send everything a workflow prints (loggers' stream handlers, stdout, stderr, warnings) to one file."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __enter__(self):
-        import contextlib
-        import warnings
-
-        self.file = open(self.path, "w")  # noqa: SIM115 - closed in __exit__
-        self.streams = []
-        loggers = [logging.getLogger()] + [
-            lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
-        ]
-        for lg in loggers:
-            for h in lg.handlers:
-                if type(h) is logging.StreamHandler:
-                    self.streams.append((h, h.setStream(self.file)))
-        self.stack = contextlib.ExitStack()
-        self.stack.enter_context(contextlib.redirect_stdout(self.file))
-        self.stack.enter_context(contextlib.redirect_stderr(self.file))
-        self.stack.enter_context(warnings.catch_warnings())
-        warnings.simplefilter("ignore")
-        self.root = logging.getLogger()
-        self.saved = self.root.handlers[:], self.root.level
-        handler = logging.StreamHandler(self.file)
-        handler.setFormatter(logging.Formatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s"))
-        self.root.handlers, self.root.level = [handler], logging.INFO
-        return self
-
-    def __exit__(self, *exc):
-        import sys
-
-        self.stack.close()
-        self.root.handlers, self.root.level = self.saved
-        # handlers made during the run captured the redirected stdout: point them back at the console
-        for lg in [logging.getLogger()] + [
-            lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
-        ]:
-            for h in lg.handlers:
-                if type(h) is logging.StreamHandler and h.stream is self.file:
-                    h.setStream(sys.stdout)
-        for h, old in self.streams:
-            h.setStream(old)
-        self.file.close()
-        return False
-
-
 class _Console(logging.StreamHandler):
-    """The search's progress lines on the real console; a subclass, so that :class:`_LogTo` leaves it alone."""
+    """The search's progress lines on the real console; a subclass, so that :class:`~iac_components.bundles.run.LogTo`
+    leaves it alone."""
 
 
 def _show_progress() -> None:
@@ -132,22 +73,6 @@ def _show_progress() -> None:
     handler.setFormatter(logging.Formatter("[demo]   %(message)s"))
     PROGRESS.addHandler(handler)
     PROGRESS.setLevel(logging.INFO)
-
-
-def _run(config: Path, run_id: str, log_file: Path, overrides: dict[str, Any]) -> float:
-    """Run one workflow in this process, as ``python -m monai.bundle run`` would, logging to ``log_file``."""
-    from monai.bundle import ConfigWorkflow
-
-    t = time.perf_counter()
-    with _LogTo(log_file):
-        workflow = ConfigWorkflow(
-            config_file=str(config), meta_file=str(config.parent / "metadata.json"), logging_file=False,
-            run_id=run_id, workflow_type=None, **overrides,
-        )  # fmt: skip
-        workflow.initialize()
-        workflow.run()
-        workflow.finalize()
-    return time.perf_counter() - t
 
 
 def run_demo(out: str | Path = "demo", patients: int = 20, seed: int = 0, threads: int | None = None) -> dict[str, Any]:
@@ -187,7 +112,7 @@ def run_demo(out: str | Path = "demo", patients: int = 20, seed: int = 0, thread
 
     def step(name: str, file: str, run_id: str = "run", **extra: Any) -> None:
         print(f"[demo] {name} ...", flush=True)
-        times[name] = _run(configs / file, run_id, logs / f"{name}.log", {**common, **extra})
+        times[name] = run_workflow(configs / file, run_id, logs / f"{name}.log", {**common, **extra})
         print(f"[demo] {name} done in {times[name]:.0f} s (log: {logs / (name + '.log')})", flush=True)
 
     print(f"[demo] bundle {bundle}; synthetic ACDC ({patients} patients) in {raw}", flush=True)
@@ -201,7 +126,7 @@ def run_demo(out: str | Path = "demo", patients: int = 20, seed: int = 0, thread
 
     t = time.perf_counter()
     size = DEMO_OVERRIDES["common"]["spatial_size"]
-    with _LogTo(logs / "export.log"):  # tracing warnings: the trace is checked against eager in the tests
+    with LogTo(logs / "export.log"):  # tracing warnings: the trace is checked against eager in the tests
         ckpt_export(
             net_id="network_def", filepath=str(out / "models" / "model.ts"), ckpt_file=str(out / "models" / "model.pt"),
             meta_file=str(configs / "metadata.json"), config_file=str(configs / "inference.json"), key_in_ckpt="model",

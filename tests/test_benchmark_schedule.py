@@ -117,7 +117,7 @@ def test_a_step_interrupted_after_its_first_checkpoint_runs_again(tmp_path, monk
     import iac_components.benchmark.runner as runner
 
     calls = []
-    monkeypatch.setattr(runner, "_run", lambda config, run_id, log, overrides: calls.append(config.name))
+    monkeypatch.setattr(runner, "run_workflow", lambda config, run_id, log, overrides: calls.append(config.name))
     seed_run = SeedRun(tmp_path, 1, tmp_path / "raw", tmp_path / "configs", 2, 1)
     model = seed_run.run / "retrain_lth" / "model.pt"
     model.parent.mkdir(parents=True)
@@ -139,7 +139,7 @@ def test_each_retrain_arm_trains_the_cell_it_names(tmp_path, monkeypatch):
             seen[log.stem] = overrides["genotype_file"]
             (Path(overrides["ckpt_dir"]) / "model.pt").write_bytes(b"")
 
-    monkeypatch.setattr(runner, "_run", fake_run)
+    monkeypatch.setattr(runner, "run_workflow", fake_run)
     seed_run = SeedRun(tmp_path, 1, tmp_path / "raw", tmp_path / "configs", 2, 1, n_random=1)
     (seed_run.run / "baseline").mkdir(parents=True)
     (seed_run.run / "baseline" / "baseline.pt").write_bytes(b"")

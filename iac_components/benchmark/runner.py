@@ -37,7 +37,8 @@ import numpy as np
 
 from iac_components.benchmark.genotypes import random_genotype
 from iac_components.benchmark.schedule import ScheduleError, Slot, device_slots, run_graph, topological
-from iac_components.demo import DEMO_OVERRIDES, _run, find_bundle
+from iac_components.bundles.run import find_bundle, run_workflow
+from iac_components.demo import DEMO_OVERRIDES
 from iac_components.genotype import derive_from_logits, load_genotypes, save_genotypes
 from iac_components.utils import atomic_write, machine_info, write_json_atomic
 
@@ -183,7 +184,7 @@ class SeedRun:
             return
         self.logs.mkdir(parents=True, exist_ok=True)
         t = time.perf_counter()
-        _run(self.configs / config, "run", self.logs / f"{name}.log", overrides)
+        run_workflow(self.configs / config, "run", self.logs / f"{name}.log", overrides)
         atomic_write(stamp, lambda tmp: Path(tmp).write_text(f"{time.perf_counter() - t}\n"))
 
     def _genotype_file(self, arm: str) -> Path | None:
@@ -249,7 +250,7 @@ class SeedRun:
         if not (d / "evaluation" / "iac" / "metrics_per_case.csv").is_file():
             ev = {**self.base, **self.cell, "ckpt_dir": str(d), "output_dir": str(d), "genotype_file": gfile,
                   "models": "${'iac': (@network_def, @ckpt_dir + '/model.pt')}"}  # fmt: skip
-            _run(self.configs / "evaluate.json", "run", self.logs / f"evaluate_{arm}.log", ev)
+            run_workflow(self.configs / "evaluate.json", "run", self.logs / f"evaluate_{arm}.log", ev)
 
     def run_all(self) -> dict[str, Any]:
         """Every step of this seed in this process, one after another, then :meth:`collect`."""

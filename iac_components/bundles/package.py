@@ -54,7 +54,7 @@ def _bundle_folder(bundle: str | os.PathLike) -> Path:
     path = Path(bundle)
     if (path / "configs" / "metadata.json").is_file():
         return path
-    from iac_components.demo import find_bundle
+    from iac_components.bundles.run import find_bundle
 
     found = find_bundle(str(bundle)) if "/" not in str(bundle) else path
     if not (found / "configs" / "metadata.json").is_file():
@@ -62,22 +62,34 @@ def _bundle_folder(bundle: str | os.PathLike) -> Path:
     return found
 
 
-def _release_manifest(bundle: Path, cache_dir: Path, custom: bool) -> dict[str, Any] | None:
-    for f in (cache_dir / "manifest.json", cache_dir / "datalist" / "manifest.json"):
+def _release_manifest(bundle: Path, cache_dir: Path, models: Path) -> dict[str, Any]:
+    """The preprocessing the model was trained with: the manifest.json that train/retrain write beside the weights,
+    else the record inside model.pt, else the prepared cache's. A model whose preprocessing cannot be found is not
+    packaged: its release would segment at the dataset's default geometry, silently wrong."""
+    from iac_components.bundles.runtime import _release_preprocessing, model_record
+
+    found = [models / "manifest.json", cache_dir / "manifest.json", cache_dir / "datalist" / "manifest.json"]
+    for f in found[:1]:
         if f.is_file():
-            try:
-                m = json.loads(f.read_text())
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{f}: not valid JSON ({e.msg}); prepare the cache again") from None
-            m = {k: m[k] for k in RELEASE_MANIFEST_KEYS if k in m}
-            m["transforms"] = {mod: {"image": chains["image"]} for mod, chains in m.get("transforms", {}).items()}
-            return m
-    if custom:
-        raise FileNotFoundError(
-            f"{bundle.name}: no prepared cache under {cache_dir} (manifest.json): a custom bundle's channels, classes and "
-            "normalisation come from it; package the bundle you trained, or pass --cache_dir"
-        )
-    return None  # the dataset's defaults, which inference.json carries
+            return _read_manifest(f)
+    record = model_record(str(models / "model.pt")).get("preprocessing")
+    if record:
+        return dict(record)
+    for f in found[1:]:
+        if f.is_file():
+            return _release_preprocessing(_read_manifest(f))
+    raise FileNotFoundError(
+        f"{bundle.name}: cannot find the preprocessing the model was trained with (no {models}/manifest.json, no "
+        f"record in {models}/model.pt, no prepared cache under {cache_dir}); package the folder the model was "
+        "trained in (--ckpt_dir), or pass --cache_dir with its cache"
+    )
+
+
+def _read_manifest(f: Path) -> dict[str, Any]:
+    try:
+        return json.loads(f.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{f}: not valid JSON ({e.msg}); prepare the cache again") from None
 
 
 def _release_metadata(meta: dict[str, Any], include_pt: bool) -> dict[str, Any]:
@@ -104,7 +116,7 @@ def _release_metadata(meta: dict[str, Any], include_pt: bool) -> dict[str, Any]:
 def package_bundle(
     bundle: str | os.PathLike,
     out: str | os.PathLike = "release",
-    models: str | os.PathLike | None = None,
+    ckpt_dir: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
     url: str | None = None,
     include_pt: bool = False,
@@ -114,7 +126,8 @@ def package_bundle(
     Args:
         bundle: a bundle folder, or the name of a bundle of the collection (its repository folder).
         out: where the zip, the standalone model.ts and model_info.json go.
-        models: the folder with model.ts (and genotype.json, model.pt); default ``<bundle>/models``.
+        ckpt_dir: the folder with model.ts (and genotype.json, model.pt), the bundles' ``--ckpt_dir``; default
+            ``<bundle>/models``.
         cache_dir: the prepared cache the model was trained on; default ``<bundle>/cache``.
         url: where ``out``'s files will be served from (the zip's and model.ts' URLs are ``<url>/<file>``); default
             a ``file://`` URL of ``out``.
@@ -125,7 +138,7 @@ def package_bundle(
     meta = json.loads(meta_file.read_text())
     name = root.name
     version = str(meta["version"])
-    models = Path(models) if models else root / "models"
+    models = Path(ckpt_dir) if ckpt_dir else root / "models"
     ts = models / "model.ts"
     if not ts.is_file():
         raise FileNotFoundError(
@@ -135,7 +148,7 @@ def package_bundle(
     pt = models / "model.pt"
     if include_pt and not pt.is_file():
         raise FileNotFoundError(f"{pt}: --include_pt asks for model.pt, and there is none")
-    manifest = _release_manifest(root, Path(cache_dir) if cache_dir else root / "cache", name == "custom_iac")
+    manifest = _release_manifest(root, Path(cache_dir) if cache_dir else root / "cache", models)
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     base = (url or out.as_uri()).rstrip("/")
