@@ -609,6 +609,12 @@ class FixedCells(IACCells):
             genotypes = genotypes * len(widths)
         if len(genotypes) != len(widths):
             raise ValueError(f"{len(genotypes)} genotypes for a network with {len(widths)} skips")
+        shared = all(g == genotypes[0] for g in genotypes)
+        #: what rebuilds these cells (saved with a retrained model: ModelRecord in iac_components.bundles.runtime)
+        self.config = {
+            "cell_channels": int(cell_channels), "spatial_dims": int(spatial_dims), "num_levels": len(widths),
+            "share_genotype": shared, "genotypes": [g.to_dict() for g in (genotypes[:1] if shared else genotypes)],
+        }  # fmt: skip
         self.cells = nn.ModuleList(
             [
                 FixedCell(feature_channels[i], feature_channels[i + 1], g, w, spatial_dims, norm, channels_last)

@@ -1,15 +1,22 @@
 """The ``iac`` command line (also ``python -m iac_components``), built with fire.
 
-Each command imports what it needs when it runs, so ``iac --help`` is fast.
+Each command imports what it needs when it runs, so ``iac --help`` is fast. Before a command runs, every
+``--flag`` is checked against its parameters (a typo is refused with the closest valid flag, before anything is
+written), and an error ends in one ``error: ...`` line with exit status 1 (``--traceback`` shows the trace).
 """
 
 from __future__ import annotations
 
+import difflib
+import inspect
+import os
+import sys
+from collections.abc import Sequence
 from typing import Any
 
 import fire
 
-__all__ = ["IAC", "main"]
+__all__ = ["IAC", "check_flags", "main"]
 
 
 class IAC:
@@ -35,13 +42,14 @@ class IAC:
 
     def benchmark(self, out: str = "benchmarks/runs/lth_vs_full", seeds: Any = (1, 2, 3), epochs: int = 100,
                   retrain_epochs: int = 6, n_random: int = 5, noise_seeds: Any = (), patients: int = 60,
-                  dataset_dir: str | None = None, results: str = "benchmarks/results/lth_vs_full",
+                  dataset_dir: str | None = None, results: str | None = None,
                   margin: float = 0.005, report_only: bool = False, lth_overrides: dict | None = None,
                   search_overrides: dict | None = None, threads: int | None = None, devices: str = "cpu",
                   jobs: int = 1):
         """The evidence: per seed the baseline, the full search and IAC-LTH, the truncated control, and retrains of
         their cells, N_RANDOM random cells and no cells, evaluated per patient; pooled into paired tests (TOST for
-        LTH vs full at MARGIN) in RESULTS.json and RESULTS.md. Seeds resume; --report_only pools what finished.
+        LTH vs full at MARGIN) in RESULTS.json and RESULTS.md (default OUT/lth_vs_full: the committed results under
+        benchmarks/results/ change only when --results names them). Seeds resume; --report_only pools what finished.
         --devices cuda (every visible GPU), --devices 0,1 or --jobs N (processes per device) run the seeds'
         independent steps side by side, one process each."""
         from iac_components.benchmark.runner import run_benchmark
@@ -49,7 +57,7 @@ class IAC:
 
         try:
             run_benchmark(out, seeds, epochs, retrain_epochs, n_random, noise_seeds, patients, dataset_dir,
-                          results=results, margin=margin, report_only=report_only, lth_overrides=lth_overrides,
+                          results=results or os.path.join(out, "lth_vs_full"), margin=margin, report_only=report_only, lth_overrides=lth_overrides,
                           search_overrides=search_overrides, threads=threads, devices=devices, jobs=jobs)
         except ScheduleError as e:  # a failed step (named with its log), or devices/jobs/patients that cannot run
             raise SystemExit(f"error: {e}") from None
@@ -88,21 +96,60 @@ class Bundles:
             raise SystemExit("bundles differ from the generator's output (run `iac bundles generate`):\n  " + "\n  ".join(problems))
         print(f"bundles under {out} match the generator")
 
-    def package(self, bundle: str, out: str = "release", models: str | None = None, cache_dir: str | None = None,
+    def package(self, bundle: str, out: str = "release", ckpt_dir: str | None = None, cache_dir: str | None = None,
                 url: str | None = None, include_pt: bool = False):
         """Write BUNDLE's release asset under OUT: <name>_v<version>.zip (bundle folder at its root, models/model.ts,
         no cache or outputs), the model.ts that its large_files.yml names, and the model_info.json index; URL is
         where OUT will be served from. BUNDLE is a bundle folder or a collection name."""
         from iac_components.bundles.package import package_bundle
 
-        result = package_bundle(bundle, out, models, cache_dir, url, include_pt)
+        result = package_bundle(bundle, out, ckpt_dir, cache_dir, url, include_pt)
         print("\n".join(f"{k}: {v}" for k, v in result.items()))
+
+    def show(self, name: str, cache_dir: str | None = None):
+        """A bundle's settings (dataset, backbone, default geometry, epochs, the search recipe) and, given the
+        CACHE_DIR a run prepared, what the run chose: geometry, channels, classes, folds, the export's input shape."""
+        import json
+        from pathlib import Path
+
+        from iac_components.bundles.table import get_bundle
+        from iac_components.data.settings import get_settings
+
+        spec = get_bundle(name)
+        d = spec.dataset
+        lines = [f"{spec.name}: {d.title} x {spec.backbone.title}", f"data: {d.source} (--dataset_dir, default {d.default_dir})"]
+        if d.key != "custom":
+            st = get_settings(d.adapter)
+            lines.append(f"default geometry: spacing {list(st.spacing)} mm, slice size {list(st.spatial_size)}; "
+                         f"classes: {', '.join(st.class_names)}")  # fmt: skip
+        lines.append(f"epochs: train {d.epochs['train']}, search {d.epochs['search']}, retrain {d.epochs['retrain']}; "
+                     f"batch {d.batch_size} slices")  # fmt: skip
+        search = json.loads((_bundle_dir(spec.name) / "configs" / "search.json").read_text())
+        lines.append("search: " + ", ".join(f"{k} {search[k]}" for k in (
+            "ops", "cell_channels", "partial_k", "learning_rate", "arch_learning_rate", "warmup_steps") if k in search)
+            + f"; rule {search.get('pruning')}")  # fmt: skip
+        if cache_dir:
+            from iac_components.data.summary import data_summary
+
+            manifest = Path(cache_dir) / "manifest.json"
+            if not manifest.is_file():
+                raise FileNotFoundError(f"no prepared cache at {cache_dir} (manifest.json): run a workflow first")
+            splits = Path(cache_dir) / "splits.json"
+            lines += data_summary(json.loads(manifest.read_text()),
+                                  json.loads(splits.read_text()) if splits.is_file() else None, d.window_slices)
+        print("\n".join(lines))
 
     def list(self):
         """The names of the bundles of the collection."""
         from iac_components.bundles.table import all_bundles
 
         return [s.name for s in all_bundles()]
+
+
+def _bundle_dir(name: str):
+    from iac_components.bundles.run import find_bundle
+
+    return find_bundle(name)
 
 
 class MonaiLabel:
@@ -134,5 +181,75 @@ class NNUNet:
         return trainers_dir()
 
 
-def main() -> None:
-    fire.Fire(IAC, name="iac")
+def _command(root: Any, argv: Sequence[str]) -> tuple[list[str], Any]:
+    """The command path of ``argv`` (``["bundles", "package"]``) and the method it names (None for a group or an
+    unknown name, which fire reports itself)."""
+    obj, path = root, []
+    for tok in argv:
+        if tok.startswith("-"):
+            break
+        attr = getattr(obj, tok.replace("-", "_"), None) if not tok.startswith("_") else None
+        if attr is None:
+            break
+        path.append(tok)
+        obj = attr
+        if callable(obj) and not inspect.isclass(obj) and inspect.ismethod(obj):
+            return path, obj
+    return path, None
+
+
+def check_flags(root: Any, argv: Sequence[str]) -> None:
+    """Refuse a ``--flag`` that the command does not take, naming the closest one (before anything runs).
+
+    Raises:
+        SystemExit: ``error: unknown flag ...`` (exit status 1).
+    """
+    path, method = _command(root, argv)
+    if method is None:
+        return
+    params = inspect.signature(method).parameters
+    # a command with **options checks them itself (iac synth: the generator's); a near miss of one of its own
+    # parameters is still refused here
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    names = [n for n in params if n != "self" and params[n].kind is not params[n].VAR_KEYWORD]
+    for tok in argv[len(path):]:
+        if tok == "--":
+            break
+        if not tok.startswith("--") or tok in ("--help", "--traceback"):
+            continue
+        flag = tok[2:].split("=", 1)[0].replace("-", "_")
+        if flag.startswith("no") and flag[2:] in names:  # fire's --noflag for a boolean
+            continue
+        if flag not in names:
+            close = difflib.get_close_matches(flag, names, n=1, cutoff=0.8 if open_ended else 0.5)
+            if open_ended and not close:
+                continue
+            hint = f"; did you mean --{close[0]}?" if close else f"; it takes {', '.join('--' + n for n in names) or 'no flags'}"
+            raise SystemExit(f"error: unknown flag --{flag} for 'iac {' '.join(path)}'{hint}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``iac``: check the flags, run the command, and turn an error into one line (``--traceback`` for the trace)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("--version", "-V", "version"):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"iac_components {version('iac_components')}")
+        except PackageNotFoundError:
+            print("iac_components (not installed)")
+        return
+    traceback = "--traceback" in argv or os.environ.get("IAC_TRACEBACK") == "1"
+    argv = [a for a in argv if a != "--traceback"]
+    root = IAC()
+    check_flags(root, argv)
+    try:
+        fire.Fire(root, command=argv, name="iac")
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as e:  # noqa: BLE001 - every failure of a command ends in one line unless asked otherwise
+        if traceback:
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        prefix = "" if first.startswith("error:") else "error: "
+        raise SystemExit(f"{prefix}{first} (run with --traceback for the full trace)") from None

@@ -26,6 +26,14 @@ BUNDLE_ROOT = "."
 RUNTIME = "iac_components.bundles.runtime"
 
 BOOL = RUNTIME + ".as_bool"
+#: First in every workflow's ``initialize``: a misspelt ``--key`` of ``python -m monai.bundle run`` stops the run
+#: before any work (:mod:`iac_components.bundles.overrides`).
+CHECK_OVERRIDES = "$iac_components.bundles.overrides.check_cli_overrides()"
+#: The same for ``inference.json``, which runs without iac_components from a release: checked where it is installed.
+CHECK_OVERRIDES_IF_INSTALLED = (
+    "$__import__('importlib.util').util.find_spec('iac_components') is None or "
+    "__import__('iac_components.bundles.overrides', fromlist=['check_cli_overrides']).check_cli_overrides()"
+)
 
 
 def dataset_settings(spec: BundleSpec):
@@ -62,9 +70,10 @@ def paths_config(spec: BundleSpec) -> dict[str, Any]:
     }
 
 
-def data_config(datalists: tuple[str, ...] = ()) -> dict[str, Any]:
+def data_config(datalists: tuple[str, ...] = (), disjoint_search_folds: bool = False) -> dict[str, Any]:
     """The bundle's data; ``datalists`` names the sections whose ``#dataset#data`` (a datalist of 3-D files, as
-    MONAI Label passes it) replaces ``dataset_dir``: ``("train", "validate")`` or ``("train",)``."""
+    MONAI Label passes it) replaces ``dataset_dir``: ``("train", "validate")`` or ``("train",)``.
+    ``disjoint_search_folds``: refuse a datalist too small for different search-train and search-val patients."""
     refs = {"datalist": "@train#dataset#data"} if "train" in datalists else {}
     if "validate" in datalists:
         refs["val_datalist"] = "@validate#dataset#data"
@@ -80,6 +89,7 @@ def data_config(datalists: tuple[str, ...] = ()) -> dict[str, Any]:
             "spacing": "@spacing",
             "spatial_size": "@spatial_size",
             **refs,
+            **({"disjoint_search_folds": True} if disjoint_search_folds else {}),
         },
         "num_channels": "$@data.num_channels",
         "num_classes": "$@data.num_classes",
@@ -125,7 +135,9 @@ def slice_loader_config(
         loader: {
             "_target_": "DataLoader",
             "dataset": f"@{section}#{name}",
-            "batch_size": "@batch_size",
+            # never silently empty: at most the slices there are (a fine-tune on one labelled volume), a one-line
+            # error when there are none
+            "batch_size": f"${RUNTIME}.loader_batch_size(@{section}#{name}, @batch_size)",
             "shuffle": True,
             "drop_last": True,
             "num_workers": "@num_workers",
@@ -158,7 +170,7 @@ def validate_config(best_file: str) -> dict[str, Any]:
             {
                 "_target_": "CheckpointSaver",
                 "save_dir": "@ckpt_dir",
-                "save_dict": {"model": "@network"},
+                "save_dict": {"model": "@network", "iac": "@model_record"},
                 "save_key_metric": True,
                 "key_metric_filename": best_file,
             },
@@ -192,6 +204,7 @@ IMPORTS = [
     "$import monai",
     "$import iac_components",
     f"$import {RUNTIME}",
+    "$import iac_components.bundles.overrides",
     "$import iac_components.networks",
 ]
 

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from iac_components.bundles.config_parts import BUNDLE_ROOT, RUNTIME, dataset_settings, insert_after
+from iac_components.bundles.config_parts import (
+    BUNDLE_ROOT,
+    CHECK_OVERRIDES_IF_INSTALLED,
+    RUNTIME,
+    dataset_settings,
+    insert_after,
+)
 from iac_components.bundles.table import BundleSpec
 from iac_components.data.transforms import label_to_values_config, preprocessing_config
 
@@ -117,7 +123,8 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
             "out_channels": "@out_channels",
             "genotype": "$@ckpt_dir + '/genotype.json'",
             "backbone_kwargs": backbone_kwargs,
-            "cell_kwargs": {},  # the cell's width comes from genotype.json
+            "cell_kwargs": {},  # the cells' width: model.pt's record, else genotype.json's
+            "checkpoint": "$@ckpt_dir + '/model.pt'",
         },
         "network": (
             "$torch.jit.load(@ckpt_dir + '/model.ts', map_location=@device) if @use_torchscript "
@@ -178,13 +185,14 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
             "val_handlers": "@handlers",
             "compile": "@use_compile",
         },
-        "initialize": [],
+        "initialize": [CHECK_OVERRIDES_IF_INSTALLED],
         "run": ["$@evaluator.run()"],
         "finalize": [],
     }
-    # the prepared cache's manifest (official layout or datalist), when this bundle has been trained here; else
-    # the one a release carries beside model.ts (`iac bundles package`: preprocessing only, no cases)
-    manifests = "[@cache_dir + '/manifest.json', @cache_dir + '/datalist/manifest.json', @ckpt_dir + '/manifest.json']"
+    # the model's own preprocessing first: the manifest.json that train/retrain write beside the weights and that a
+    # release carries beside model.ts (`iac bundles package`: preprocessing only, no cases); else the prepared
+    # cache's (official layout or datalist)
+    manifests = "[@ckpt_dir + '/manifest.json', @cache_dir + '/manifest.json', @cache_dir + '/datalist/manifest.json']"
     config = insert_after(config, "cache_dir", {
         "manifest": f"$next((json.load(open(f)) for f in {manifests} if os.path.isfile(f)), None)"
     })  # fmt: skip
@@ -199,4 +207,22 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
             for k in ("spacing", "spatial_size")
         }
         config = insert_after(config, "out_channels", sizes)
+        # a geometry given on the command line that is not the model's is refused unless forced; without any
+        # manifest the dataset's default geometry is used, and the run says so
+        config = insert_after(config, "spatial_size", {"force_geometry": False})
+        config["initialize"] = config["initialize"] + [GEOMETRY_CHECK]
     return config
+
+
+#: ``inference.json``'s check of the geometry against the model's manifest (plain Python: no iac_components there).
+GEOMETRY_CHECK = (
+    "$(print('warning: no manifest.json beside the model nor a prepared cache: inference uses the dataset default "
+    "geometry, spacing ' + str(@spacing) + ', slice size ' + str(@spatial_size) + '; a model trained at another "
+    "geometry will segment wrongly (package the model with iac bundles package, or pass --cache_dir)') "
+    "if @manifest is None else None) if @manifest is None or str(@force_geometry).lower() in ('true', '1', 'yes') "
+    "or ([float(v) for v in @spacing], [int(v) for v in @spatial_size]) == ([float(v) for v in "
+    "@manifest['settings']['spacing']], [int(v) for v in @manifest['settings']['spatial_size']]) else "
+    "(_ for _ in ()).throw(SystemExit('error: --spacing ' + str(@spacing) + ' / --spatial_size ' + str(@spatial_size) "
+    "+ ' is not the geometry the model was trained at (' + str(@manifest['settings']['spacing']) + ' mm, ' "
+    "+ str(@manifest['settings']['spatial_size']) + '): leave them out, or pass --force_geometry true'))"
+)

@@ -78,6 +78,7 @@ class BundleData:
         split_fractions: Mapping[str, float] | None = None,
         val_datalist: Any = None,
         conventions: str | None = None,
+        disjoint_search_folds: bool = False,
         **settings: Any,
     ) -> None:
         from iac_components.data import DatasetError, make_splits, prepare_dataset
@@ -137,10 +138,21 @@ class BundleData:
             raise _fail(str(e).splitlines()[0]) from e
         if is_distributed() and is_main_process():
             barrier()
+        if disjoint_search_folds and self.splits.get("overlapping"):
+            n = len(self.splits["patients"]["train"])
+            raise _fail(f"the search needs at least 2 training patients (different ones for its weight and its α/β "
+                        f"steps); the datalist has {n}")
         from iac_components.data import load_manifest
+        from iac_components.data.summary import data_summary
 
         self.manifest = load_manifest(manifest_path)
         self.cache_dir = str(cache_dir)
+        if is_main_process():
+            import logging
+
+            log = logging.getLogger("iac_components.data")
+            for line in data_summary(self.manifest, self.splits):
+                log.info("data: %s", line)
 
     @property
     def num_channels(self) -> int:
@@ -161,6 +173,20 @@ class BundleData:
     @property
     def spacing(self) -> list[float]:
         return list(self.manifest["settings"]["spacing"])
+
+
+def loader_batch_size(dataset: Any, batch_size: int) -> int:
+    """The batch a training loader can fill (it drops the last incomplete one): ``batch_size``, or fewer when the
+    fold has fewer slices (a fine-tune from one labelled volume), per rank under torchrun. A fold with no slice at
+    all is a one-line error, not a silently empty epoch."""
+    from iac_components.distributed import world_size
+
+    n = len(dataset) // max(1, world_size())
+    if n < 1:
+        fold = getattr(dataset, "fold", "training")
+        raise _fail(f"the {fold} fold has no 2-D slice to train on ({len(dataset)} slices for {world_size()} "
+                    "process(es)); give it labelled volumes (train#dataset#data) or more patients")
+    return max(1, min(int(batch_size), n))
 
 
 def _cached_geometry(cache_dir: str) -> dict[str, list]:
@@ -201,30 +227,123 @@ def search_network(
         raise _fail(str(e).splitlines()[0]) from e
 
 
+#: The key of a checkpoint's :class:`ModelRecord` (``model.pt["iac"]``).
+MODEL_RECORD_KEY = "iac"
+
+
+def _release_preprocessing(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """What inference needs of a prepared cache's manifest: the preprocessing, no case list, no local paths."""
+    from iac_components.bundles.package import RELEASE_MANIFEST_KEYS
+
+    m = {k: manifest[k] for k in RELEASE_MANIFEST_KEYS if k in manifest}
+    m["transforms"] = {mod: {"image": chains["image"]} for mod, chains in m.get("transforms", {}).items()}
+    return m
+
+
+class ModelRecord:
+    """What rebuilds a trained model, kept with its weights: the preprocessing it was trained with (geometry,
+    channels, classes, label values, normalisation: the manifest without cases) and, for a network with cells,
+    the cell configuration and genotype it was built with.
+
+    ``train.json`` and ``retrain.json`` save it in every checkpoint beside the weights (``model.pt["iac"]``, plain
+    values, readable with ``weights_only=True``) and write the preprocessing as ``<ckpt_dir>/manifest.json`` when
+    the run starts, so that model.ts exported there (which cannot hold it) and a release packaged from that folder
+    carry it too. Evaluation, export and inference rebuild the cells from the record
+    (:func:`fixed_network` ``checkpoint=``), whatever genotype.json says about the search's width."""
+
+    def __init__(self, network: nn.Module, data: BundleData, ckpt_dir: str) -> None:
+        from iac_components.distributed import unwrap
+
+        self.network, self.preprocessing = unwrap(network), _release_preprocessing(data.manifest)
+        from iac_components.distributed import is_main_process
+
+        if is_main_process():
+            from iac_components.utils import write_json_atomic
+
+            os.makedirs(ckpt_dir, exist_ok=True)
+            write_json_atomic(os.path.join(ckpt_dir, "manifest.json"), self.preprocessing, indent=1)
+
+    def state_dict(self) -> dict[str, Any]:
+        cells = getattr(self.network, "cells", None)
+        return {"format": "iac-model/1", "preprocessing": self.preprocessing,
+                "cells": dict(getattr(cells, "config", None) or {}) or None}  # fmt: skip
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Nothing to restore: the record describes the run's own network and data."""
+
+
+def model_record(checkpoint: str | None) -> dict[str, Any]:
+    """The :class:`ModelRecord` a checkpoint carries (``{}`` for none, a missing file or a TorchScript file)."""
+    if not checkpoint or not os.path.isfile(str(checkpoint)) or str(checkpoint).endswith(".ts"):
+        return {}
+    try:
+        state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - a corrupt checkpoint is reported where it is loaded, with its own message
+        return {}
+    record = state.get(MODEL_RECORD_KEY) if isinstance(state, dict) else None
+    return dict(record) if isinstance(record, Mapping) else {}
+
+
+def _cells_from_record(genotype: str | None, checkpoint: str | None, cell_kwargs: dict[str, Any]) -> Any:
+    """The genotype and width to build: the checkpoint's record first (the cells the weights were trained with),
+    else genotype.json (and the width the search recorded there). A given width or genotype that does not match
+    the record is a one-line error."""
+    from iac_components.genotype import Genotype, load_genotypes
+
+    cells = model_record(checkpoint).get("cells")
+    if not cells:
+        return genotype
+    width = cells.get("cell_channels")
+    given = cell_kwargs.get("cell_channels")
+    if given is not None and width is not None and int(given) != int(width):
+        raise _fail(f"--cell_channels {given} does not fit {checkpoint}: its cells were trained at width {width} "
+                    "(leave --cell_channels out: the width is read from the checkpoint)")
+    cell_kwargs["cell_channels"] = int(width) if width is not None else given
+    recorded = [Genotype.from_dict(g) for g in cells.get("genotypes", [])]
+    if genotype not in (None, "", "none", "None") and os.path.isfile(str(genotype)) and recorded:
+        on_disk = load_genotypes(str(genotype))
+        if on_disk[: len(recorded)] != recorded and on_disk != recorded * len(on_disk):
+            raise _fail(f"{genotype} ({on_disk[0]}) is not the cell {checkpoint} was trained with ({recorded[0]}); "
+                        "pass --genotype_file with the right genotype, or leave it out to use the checkpoint's")
+    return recorded if recorded else genotype
+
+
 def fixed_network(
     backbone: nn.Module | Mapping[str, Any],
     genotype: str | None,
     baseline_checkpoint: str | None = None,
     run_first: str = "",
     init_checkpoint: str | None = None,
+    checkpoint: str | None = None,
     **cell_kwargs: Any,
 ) -> nn.Module:
     """The retrain network: the baseline with the fixed cells of ``genotype.json`` (see
     :func:`~iac_components.implant.implant_fixed_cells`). ``genotype=None`` gives the baseline itself (the
-    no-cell control of the benchmark). ``cell_channels`` left out or None: the width recorded in
-    ``genotype.json`` by the search. ``init_checkpoint``: the whole network's weights (backbone and cells) from a
-    retrained model (model.pt or model.ts), as fine-tuning starts (``finetune.json``). Missing files are one-line
-    errors."""
+    no-cell control of the benchmark). ``checkpoint``: the model.pt these weights will be loaded from; its
+    :class:`ModelRecord` says which cells (genotype and width) it was trained with, and those are built. Without
+    a record, ``cell_channels`` left out or None is the width recorded in ``genotype.json`` by the search.
+    ``init_checkpoint``: the whole network's weights (backbone and cells) from a retrained model (model.pt or
+    model.ts), as fine-tuning starts (``finetune.json``). Missing files are one-line errors."""
     from iac_components.implant import implant_fixed_cells, load_network_weights
 
     if init_checkpoint is not None:
-        network = fixed_network(backbone, genotype, None, run_first, **cell_kwargs)
+        network = fixed_network(backbone, genotype, None, run_first, checkpoint=init_checkpoint, **cell_kwargs)
         try:
             return load_network_weights(network, init_checkpoint)
         except (FileNotFoundError, ValueError) as e:
             raise _fail(str(e)) from e
 
     network = _build_backbone(backbone)
+    if genotype not in (None, "", "none", "None"):
+        genotype = _cells_from_record(genotype, checkpoint, cell_kwargs)
+    if isinstance(genotype, list):
+        cell_kwargs = {k: v for k, v in cell_kwargs.items() if v is not None}
+        if "freeze_backbone" in cell_kwargs:
+            cell_kwargs["freeze_backbone"] = as_bool(cell_kwargs["freeze_backbone"])
+        try:
+            return implant_fixed_cells(network, genotype, baseline_checkpoint=baseline_checkpoint, **cell_kwargs)
+        except ValueError as e:
+            raise _fail(str(e).splitlines()[0]) from e
     if cell_kwargs.get("cell_channels") is None and genotype not in (None, "", "none", "None"):
         # one source of truth: the width the search ran at, as genotype.json records it (32 if it says nothing)
         from iac_components.genotype import genotype_cell_config
@@ -370,6 +489,7 @@ def inference_network(
     genotype: str | None,
     backbone_kwargs: Mapping[str, Any] | None = None,
     cell_kwargs: Mapping[str, Any] | None = None,
+    checkpoint: str | None = None,
 ) -> nn.Module:
     """The 3-D inference model: the retrained network (fixed cells) run slice-wise
     (:class:`~iac_components.networks.SliceWise`). Built from plain values only, so ``inference.json`` can
@@ -377,7 +497,7 @@ def inference_network(
     from iac_components.networks import SliceWise
 
     spec = {"name": backbone, "in_channels": in_channels, "out_channels": out_channels, **(backbone_kwargs or {})}
-    return SliceWise(fixed_network(spec, genotype, **(cell_kwargs or {})))
+    return SliceWise(fixed_network(spec, genotype, checkpoint=checkpoint, **(cell_kwargs or {})))
 
 
 def evaluate_models(

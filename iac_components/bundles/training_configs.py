@@ -10,6 +10,7 @@ from typing import Any
 
 from iac_components.bundles.config_parts import (
     BOOL,
+    CHECK_OVERRIDES,
     IMPORTS,
     RUNTIME,
     backbone_config,
@@ -45,6 +46,8 @@ def _supervised(spec: BundleSpec, network_def: dict[str, Any], epochs: int, lr: 
         "backbone": backbone_config(spec),
         "network_def": network_def,
         "network": "$@network_def.to(@device)",
+        # saved beside the weights: the preprocessing and the cells this model was trained with (runtime.ModelRecord)
+        "model_record": {"_target_": f"{RUNTIME}.ModelRecord", "network": "@network", "data": "@data", "ckpt_dir": "@ckpt_dir"},
         "loss": loss_config(spec),
         "optimizer": {
             "_target_": "torch.optim.AdamW",
@@ -77,7 +80,7 @@ def _supervised(spec: BundleSpec, network_def: dict[str, Any], epochs: int, lr: 
             },
         },
         "validate": validate_config(best_file),
-        "initialize": ["$monai.utils.set_determinism(seed=@seed)"],
+        "initialize": [CHECK_OVERRIDES, "$monai.utils.set_determinism(seed=@seed)"],
         "run": ["$@train#trainer.run()"],
         "finalize": [],
     }
@@ -179,7 +182,7 @@ def search_config(spec: BundleSpec) -> dict[str, Any]:
         "cell_channels": 32,
         "partial_k": 4,
         "share_genotype": True,
-        **data_config(("train",)),
+        **data_config(("train",), disjoint_search_folds=True),
         "backbone": backbone_config(spec),
         "network_def": {
             "_target_": f"{RUNTIME}.search_network",
@@ -268,7 +271,7 @@ def search_config(spec: BundleSpec) -> dict[str, Any]:
             "load_dict": save_dict,
             "map_location": "@device",
         },
-        "initialize": ["$monai.utils.set_determinism(seed=@seed)"],
+        "initialize": [CHECK_OVERRIDES, "$monai.utils.set_determinism(seed=@seed)"],
         "run": [
             "$@checkpoint.attach(@train#trainer)",
             f"$@checkpoint_loader.attach(@train#trainer) if {BOOL}(@resume) else None",
@@ -320,7 +323,7 @@ def evaluate_config(spec: BundleSpec) -> dict[str, Any]:
         "fold": "test",
         "save_predictions": False,
         "genotype_file": "$@ckpt_dir + '/genotype.json'",
-        "cell_channels": None,  # None: the width genotype.json records (the search's)
+        "cell_channels": None,  # None: the width model.pt was retrained with (its record), else genotype.json's
         **data_config(),
         "backbone": backbone_config(spec),
         "network_def": {
@@ -329,11 +332,12 @@ def evaluate_config(spec: BundleSpec) -> dict[str, Any]:
             "genotype": "@genotype_file",
             "run_first": run_first("search"),
             "cell_channels": "@cell_channels",
+            "checkpoint": "$@ckpt_dir + '/model.pt'",  # its record says which cells the weights were trained with
         },
         "baseline_def": backbone_config(spec),
         **{f"{b}_def": _comparison_backbone(b) for b in COMPARISON_BASELINES},
         "models": models,
-        "initialize": [],
+        "initialize": [CHECK_OVERRIDES],
         "run": [
             f"${RUNTIME}.evaluate_models(@models, @data, @output_dir + '/evaluation', fold=@fold, device=@device, "
             "save_predictions=@save_predictions)"

@@ -176,6 +176,11 @@ def datalist_splits(
     (``train#dataset#data``) are ``train``, split into ``search_train`` / ``search_val`` by their fractions. With
     no validation entries, ``validation`` is drawn from the training patients by its fraction. ``test`` is empty:
     a datalist names the data to train on; evaluation takes its own.
+
+    Too few patients for disjoint folds (MONAI Label users fine-tune from one or two labelled volumes): every
+    training fold holds all the training patients, ``validation`` the given ones or those same patients, and the
+    splits say ``"overlapping": true`` (a search refuses them: its weight and α/β steps need different patients;
+    a fine-tune validates on what it has).
     """
     dataset, patients, subsets, cache_dir = _patients_of(manifest)
     fr = {**DEFAULT_FRACTIONS, **{k: float(v) for k, v in (fractions or {}).items()}}
@@ -185,14 +190,21 @@ def datalist_splits(
     rng.shuffle(rest)
     names = ["search_train", "search_val"] + ([] if val else ["validation"])
     what = f"the training datalist ({dataset})" if dataset else "the training datalist"
-    counts = _counts(len(rest), [fr[f] for f in names], what)
     folds: dict[str, list[str]] = {"validation": val}
-    start = 0
-    for f, n in zip(names, counts):
-        folds[f] = sorted(rest[start : start + n])
-        start += n
+    overlapping = len(rest) < len(names)
+    if overlapping:
+        if not rest:
+            raise DatasetError(f"{what}: no training patient (train#dataset#data is empty)")
+        for f in names:
+            folds[f] = sorted(rest)
+    else:
+        counts = _counts(len(rest), [fr[f] for f in names], what)
+        start = 0
+        for f, n in zip(names, counts):
+            folds[f] = sorted(rest[start : start + n])
+            start += n
     folds["test"] = []
-    folds["train"] = sorted(folds["search_train"] + folds["search_val"])
+    folds["train"] = sorted(set(folds["search_train"]) | set(folds["search_val"]))
     order = [*FOLDS, "train"]
     out = {
         "format_version": 1,
@@ -200,6 +212,7 @@ def datalist_splits(
         "seed": int(seed),
         "official": False,
         "datalist": True,
+        "overlapping": overlapping,
         "fractions": {f: fr[f] for f in FOLDS},
         "patients": {f: folds[f] for f in order},
         "cases": {f: sorted(c for p in folds[f] for c in patients[p]) for f in order},

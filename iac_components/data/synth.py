@@ -15,7 +15,9 @@ keyword arguments of :func:`synthesize`:
   ``spacing``: in-plane spacing in mm (float or (lo, hi) range per patient and axis), ``slice_spacing`` (mm);
 * ``noise``: noise standard deviation relative to the brightest tissue (HU / 1000 for CT),
   ``contrast``: scale of the intensity differences between tissues (1 = default, smaller is harder),
-  ``blur``: Gaussian sigma in voxels, ``bias``: strength of the multiplicative bias field (MRI).
+  ``blur``: Gaussian sigma in voxels, ``bias``: strength of the multiplicative bias field (MRI);
+* ACDC's ``label_shift_mm``: the known-answer variant (:func:`shift_label`), labels displaced from the anatomy by a
+  fixed distance along x, so that what a skip cell must do (move fine features that far) ranks its ops.
 
 Every patient's data depends only on ``(seed, patient index)``, not on how many patients are written.
 """
@@ -36,7 +38,7 @@ from iac_components.data.files import save_nifti
 from iac_components.data.settings import DEFAULT_SETTINGS
 from iac_components.utils import atomic_write, write_json_atomic
 
-__all__ = ["synthesize", "SYNTH_SETTINGS", "save_nifti", "reorient_to_file"]
+__all__ = ["synthesize", "SYNTH_SETTINGS", "save_nifti", "reorient_to_file", "shift_label"]
 
 # ``prepare_dataset`` overrides that fit the default synthetic sizes. Their spacing is coarser than some
 # synthetic files', so the original-grid round trip is near-exact there, not exact (tests use finer targets).
@@ -315,6 +317,24 @@ def _acdc_params(rng: np.random.Generator, extent_z: float, sz: float, nx: int, 
     return p
 
 
+def shift_label(lab: np.ndarray, shift_mm: float, spacing_x: float) -> np.ndarray:
+    """The label map moved by ``shift_mm`` along the first (RAS x) axis, background filling in: the known-answer
+    variant of synthetic ACDC (``label_shift_mm``). Labels that sit a fixed distance away from the anatomy they
+    outline make the skip features of the finest levels point at the wrong place; a skip cell can move them back
+    only as far as its ops reach at that resolution (``skip_connect`` 0 voxels, a 3x3 pool or ``conv_3x3`` 1,
+    ``sep_conv_3x3`` and ``dil_conv_3x3`` 2 per op; 4 ops deep in a cell), which ranks the ops by design.
+    The shift is rounded to whole voxels of the file's grid."""
+    k = int(round(float(shift_mm) / float(spacing_x)))
+    if k == 0:
+        return lab
+    out = np.zeros_like(lab)
+    if k > 0:
+        out[k:] = lab[:-k]
+    else:
+        out[:k] = lab[-k:]
+    return out
+
+
 def _synth_acdc(out: Path, patients: int, seed: int, kw: dict[str, Any]) -> Path:
     n_test = int(round(patients * kw.get("test_fraction", 1 / 3)))
     n_train = patients - n_test
@@ -345,7 +365,7 @@ def _synth_acdc(out: Path, patients: int, seed: int, kw: dict[str, Any]) -> Path
             clean = _acdc_clean(frng, lab, aux, g, p)
             clean = p["soft"] + kw["contrast"] * (clean - p["soft"])
             img = _mri(frng, clean, kw["noise"], kw["blur"], kw["bias"], p["scale"])
-            frames.append((img, lab))
+            frames.append((img, shift_label(lab, kw.get("label_shift_mm", 0.0), sx)))
         for f in (ed, es):
             img, lab = frames[f - 1]
             (fimg, flab), faff = reorient_to_file([img, lab], aff, flips, perm)
@@ -638,6 +658,13 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "nnunet": {"size": 64, "slices": (8, 12), "spacing": (1.8, 2.2), "slice_spacing": 4.0, "noise": 0.06, "blur": 0.6},
 }
 _COMMON = {"contrast": 1.0, "bias": 0.25}
+#: Options of one generator beyond size and difficulty (see :func:`synthesize`).
+_OPTIONS: dict[str, set[str]] = {
+    "acdc": {"frames", "test_fraction", "label_shift_mm"},
+    "amos": {"mri_every"},
+    "msd": {"task", "channels", "class_names"},
+    "nnunet": {"dataset_id", "dataset_name", "channels", "class_names"},
+}
 
 
 def synthesize(dataset: str, out_dir: str | os.PathLike, patients: int = 20, seed: int = 0, **kwargs: Any) -> Path:
@@ -652,7 +679,7 @@ def synthesize(dataset: str, out_dir: str | os.PathLike, patients: int = 20, see
         seed: random seed; patient ``i`` depends only on ``(seed, i)``.
         kwargs: size and difficulty (see the module docstring: ``size``, ``slices``, ``spacing``,
             ``slice_spacing``, ``noise``, ``contrast``, ``blur``, ``bias``), and per dataset: ACDC ``frames``,
-            ``test_fraction``; AMOS ``mri_every`` (every n-th case is MRI, 0 for none); MSD ``task``,
+            ``test_fraction``, ``label_shift_mm`` (the known-answer variant, :func:`shift_label`); AMOS ``mri_every`` (every n-th case is MRI, 0 for none); MSD ``task``,
             ``channels``, ``class_names``; nnU-Net ``dataset_id``, ``dataset_name``, ``channels``,
             ``class_names``.
 
@@ -660,9 +687,17 @@ def synthesize(dataset: str, out_dir: str | os.PathLike, patients: int = 20, see
         The dataset root to give to the adapter (for nnU-Net the ``DatasetNNN_Name`` folder).
     """
     name = check_dataset_name(dataset)
-    if patients < 1:
-        raise ValueError(f"patients must be >= 1, got {patients}")
+    if not isinstance(patients, int) or patients < 1:
+        raise ValueError(f"patients must be a whole number >= 1, got {patients!r}")
     family = "brats" if name.startswith("brats") else "kits" if name.startswith("kits") else name
+    allowed = set(_COMMON) | set(_DEFAULTS[family]) | _OPTIONS.get(family, set())
+    unknown = sorted(set(kwargs) - allowed)
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], sorted(allowed), n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise ValueError(f"unknown option {unknown[0]!r} for synthetic {name}{hint} (options: {', '.join(sorted(allowed))})")
     kw = {**_COMMON, **_DEFAULTS[family], **kwargs}
     out = Path(out_dir).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -88,7 +88,7 @@ def acdc_retrained(acdc_searched) -> Pipeline:
 @pytest.fixture(scope="session")
 def acdc_exported(acdc_retrained, tmp_path_factory) -> Path:
     """A folder with the retrained model exported to TorchScript (``model.ts``, traced as the README's export
-    command does) and its ``genotype.json``: what ``iac bundles package --models`` takes."""
+    command does) and its ``genotype.json``: what ``iac bundles package --ckpt_dir`` takes."""
     out = tmp_path_factory.mktemp("acdc_export")
     models = acdc_retrained.root / "models"
     with warnings.catch_warnings():

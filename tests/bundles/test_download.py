@@ -65,7 +65,7 @@ def test_download_from_a_local_release_and_infer_without_iac_components(acdc_ret
     release.mkdir()
     with http_server(release) as base:
         r = package_bundle(
-            acdc_retrained.root, release, models=acdc_exported, cache_dir=acdc_retrained.root / "cache", url=base
+            acdc_retrained.root, release, ckpt_dir=acdc_exported, cache_dir=acdc_retrained.root / "cache", url=base
         )
         index = json.loads(Path(r["model_info"]).read_text())
         (entry,) = index.values()

@@ -124,7 +124,7 @@ def _bundle_run(bundle: Path, image: Path, out: Path) -> np.ndarray:
 
 def test_monailabel_server_infers_and_trains(monailabel_venv, acdc_retrained, acdc_exported, tmp_path):
     raw = acdc_retrained.raw
-    release = package_bundle(acdc_retrained.root, tmp_path / "release", models=acdc_exported,
+    release = package_bundle(acdc_retrained.root, tmp_path / "release", ckpt_dir=acdc_exported,
                              cache_dir=acdc_retrained.root / "cache")  # fmt: skip
     app = tmp_path / "app"
     (name, bundle), = write_app(app, [release["zip"]]).items()  # fmt: skip

@@ -73,9 +73,30 @@ def test_package_errors_name_what_is_missing(tmp_path):
     (root / "models" / "model.ts").unlink()
     with pytest.raises(FileNotFoundError, match=r"model.ts: no TorchScript to release; export it first"):
         package_bundle(root, tmp_path / "release")
-    custom = tmp_path / "c"
-    custom.mkdir()
-    c = _trained_copy(custom, "custom_iac")
-    shutil.rmtree(c / "cache")
-    with pytest.raises(FileNotFoundError, match=r"custom_iac: no prepared cache"):
-        package_bundle(c, tmp_path / "release")
+    # a model whose preprocessing is nowhere (no manifest beside it, no record in model.pt, no cache) is refused:
+    # its release would run at the dataset's default geometry, silently wrong (custom_iac and the others alike)
+    for name in ("custom_iac", "acdc_iac"):
+        folder = tmp_path / name / "x"
+        folder.mkdir(parents=True)
+        c = _trained_copy(folder, name)
+        shutil.rmtree(c / "cache")
+        with pytest.raises(FileNotFoundError, match=rf"{name}: cannot find the preprocessing the model was trained"):
+            package_bundle(c, tmp_path / "release")
+        assert not (tmp_path / "release").exists()
+
+
+def test_package_takes_the_preprocessing_from_beside_the_model_or_from_its_checkpoint(tmp_path):
+    """Models trained elsewhere (no cache beside the bundle): the manifest.json that train/retrain write into
+    --ckpt_dir, else the record inside model.pt, is what the release carries."""
+    import torch
+
+    root = _trained_copy(tmp_path)
+    shutil.rmtree(root / "cache")
+    record = {"format": "iac-model/1", "preprocessing": {"settings": {"spacing": [3.0, 3.0], "spatial_size": [48, 48]}}}
+    torch.save({"model": {}, "iac": record}, root / "models" / "model.pt")
+    r = package_bundle(root, tmp_path / "release", ckpt_dir=root / "models")
+    m = json.loads(zipfile.ZipFile(r["zip"]).read("acdc_iac/models/manifest.json"))
+    assert m["settings"] == {"spacing": [3.0, 3.0], "spatial_size": [48, 48]}
+    (root / "models" / "manifest.json").write_text(json.dumps({"settings": {"spacing": [2.5, 2.5], "spatial_size": [32, 32]}}))
+    r = package_bundle(root, tmp_path / "release2")
+    assert json.loads(zipfile.ZipFile(r["zip"]).read("acdc_iac/models/manifest.json"))["settings"]["spacing"] == [2.5, 2.5]

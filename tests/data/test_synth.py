@@ -154,3 +154,31 @@ def test_intensity_alone_does_not_separate_the_acdc_classes(synth_root):
         pred = table[np.digitize(img, bins)]
         dice = [2 * ((pred == k) & (lab == k)).sum() / ((pred == k).sum() + (lab == k).sum()) for k in (1, 2, 3)]
         assert np.mean(dice) < 0.4, dice
+
+
+def test_the_known_answer_variant_moves_the_labels_and_nothing_else(tmp_path):
+    """``label_shift_mm``: the images are those of the plain generator, the labels the same maps moved by the
+    given distance along RAS x (rounded to the file's voxels): the property that ranks the ops by their reach."""
+    import nibabel as nib
+    import numpy as np
+
+    from iac_components.data.synth import shift_label
+
+    plain = synthesize("acdc", tmp_path / "plain", patients=1, seed=3, test_fraction=0.0)
+    moved = synthesize("acdc", tmp_path / "moved", patients=1, seed=3, test_fraction=0.0, label_shift_mm=14.0)
+    for name in ("patient001_frame01", "patient001_frame01_gt"):
+        a = nib.as_closest_canonical(nib.load(plain / "training" / "patient001" / f"{name}.nii.gz"))
+        b = nib.as_closest_canonical(nib.load(moved / "training" / "patient001" / f"{name}.nii.gz"))
+        assert np.allclose(a.affine, b.affine)
+        if not name.endswith("_gt"):
+            assert np.array_equal(a.get_fdata(), b.get_fdata())  # the anatomy is untouched
+            continue
+        la, lb = np.asarray(a.dataobj), np.asarray(b.dataobj)
+        k = int(round(14.0 / a.header.get_zooms()[0]))
+        assert 6 <= k <= 8 and lb.any()
+        assert np.array_equal(lb, shift_label(la, 14.0, a.header.get_zooms()[0]))
+        # measured: the label's centre of mass moved by the shift in mm along RAS x, nothing along y
+        com = lambda v: np.array(np.nonzero(v)).mean(axis=1)  # noqa: E731
+        dx, dy = (com(lb > 0) - com(la > 0))[:2] * np.array(a.header.get_zooms()[:2])
+        assert abs(dx - k * a.header.get_zooms()[0]) < 1e-6 and abs(dy) < 1e-6
+    assert np.array_equal(shift_label(np.arange(5), -2.0, 1.0), [2, 3, 4, 0, 0])

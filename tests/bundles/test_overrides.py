@@ -1,0 +1,62 @@
+"""A misspelt override of ``python -m monai.bundle run`` stops the run before any work, naming the closest key."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from iac_components.bundles.overrides import check_cli_overrides, config_ids, unknown_overrides
+
+BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "acdc_iac" / "configs"
+MONAI_MAIN = str(Path("site-packages") / "monai" / "bundle" / "__main__.py")
+
+
+def test_config_ids_cover_nested_keys_list_items_and_path_keys(tmp_path):
+    f = tmp_path / "c.json"
+    f.write_text('{"a": 1, "b": {"c": [10, {"d": 2}]}, "train#handlers": [{"x": 1}]}')
+    assert {"a", "b", "b#c", "b#c#0", "b#c#1#d", "train#handlers#0#x"} <= config_ids([str(f)])
+
+
+def test_a_misspelt_key_is_named_with_the_closest_valid_one():
+    train = str(BUNDLE / "train.json")
+    assert unknown_overrides(["--config_file", train, "--epochz", "1", "--epochs", "2"]) == [("epochz", "epochs")]
+    with pytest.raises(SystemExit) as e:
+        check_cli_overrides([MONAI_MAIN, "run", "--config_file", train, "--epochz", "1"])
+    assert str(e.value.code) == ("error: unknown override --epochz: no config file of this run defines 'epochz'; "
+                                 "did you mean --epochs?")  # fmt: skip
+
+
+def test_known_keys_nested_keys_overlays_and_monai_arguments_pass():
+    files = f"['{BUNDLE / 'search.json'}','{BUNDLE / 'multi_gpu_search.json'}']"
+    argv = [MONAI_MAIN, "run", "search", "--config_file", files, "--meta_file", "m.json", "--pruning#epsilon", "0.3",
+            "--train#dataloader#sampler", "x", "--epochs=3", "--logging_file", "l.conf"]  # fmt: skip
+    check_cli_overrides(argv)  # nothing raised
+    # a key only an overlay defines is unknown without the overlay
+    assert [k for k, _ in unknown_overrides(["--config_file", str(BUNDLE / "search.json"),
+                                             "--train#dataloader#sampler", "x"])] == ["train#dataloader#sampler"]  # fmt: skip
+
+
+def test_other_processes_are_not_checked():
+    check_cli_overrides(["pytest", "run", "--config_file", str(BUNDLE / "train.json"), "--epochz", "1"])
+
+
+@pytest.mark.parametrize("workflow", ["train", "search", "retrain", "evaluate", "inference"])
+def test_every_workflow_checks_its_overrides_first(workflow):
+    import json
+
+    first = json.loads((BUNDLE / f"{workflow}.json").read_text())["initialize"][0]
+    assert "check_cli_overrides()" in first
+
+
+def test_monai_bundle_run_refuses_a_typo_before_training(tmp_path):
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", str(BUNDLE / "train.json"),
+                           "--bundle_root", str(tmp_path), "--dataset_dir", str(tmp_path / "none"), "--epochz", "1"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: unknown override --epochz")
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "models").exists()
