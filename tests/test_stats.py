@@ -52,3 +52,57 @@ def test_sampled_random_cells_agree_at_the_enumerated_chance():
     pairs = [(random_genotype(2 * i), random_genotype(2 * i + 1)) for i in range(3000)]
     mean = {k: sum(genotype_agreement(a, b)[k] for a, b in pairs) / len(pairs) for k in ("edges", "inputs", "nodes")}
     assert mean == pytest.approx(chance_agreement(), abs=0.02)
+
+
+# --- cells as the unit (issue: does the search find anything?) ------------------------------------------------
+from iac_components.stats import cell_level_test, joint_bootstrap, tost_from_draws  # noqa: E402
+
+
+def test_cell_level_test_is_the_exact_permutation_p_of_the_searched_cells_mean():
+    # searched [3, 4] vs random [1, 2, 0]: the observed difference 3.5 - 1 = 2.5 is the largest of the C(5, 2) = 10
+    # relabellings, so one-sided p = 1/10; ranks: both above every random cell
+    r = cell_level_test([3.0, 4.0], [1.0, 2.0, 0.0])
+    assert r["exact"] and r["p"] == pytest.approx(0.1)
+    assert r["mean_diff"] == pytest.approx(2.5) and r["rank_among_random"] == [1, 1]
+    assert r["n_searched"] == 2 and r["n_random"] == 3
+    # searched [0, 1] among [2, 3, 4]: the two smallest values, every relabelling is at least as large: p = 1
+    assert cell_level_test([0.0, 1.0], [2.0, 3.0, 4.0])["p"] == pytest.approx(1.0)
+    # a searched cell in the middle, [2] vs [1, 3]: the relabellings give {2}: 2 - 2 = 0, {1}: 1 - 2 = -1,
+    # {3}: 3 - 1.5 = 1.5; at least the observed 0 in 2 of 3
+    assert cell_level_test([2.0], [1.0, 3.0])["p"] == pytest.approx(2 / 3)
+
+
+def test_cell_level_test_samples_when_enumeration_is_too_large_and_refuses_an_empty_group():
+    r = cell_level_test([1.0] * 5, [0.0] * 30, max_exact=10, n_perm=2000)
+    assert not r["exact"] and r["p"] < 0.01  # C(35, 5) relabellings; only those picking five 1s reach the observed
+    with pytest.raises(ValueError, match="at least one searched"):
+        cell_level_test([], [1.0])
+
+
+def test_joint_bootstrap_resamples_cells_as_well_as_patients():
+    patients = [f"p{i}" for i in range(30)]
+    # group a: two cells with the same patient profile shifted by +-0.02; group b: one cell at the profile
+    profile = {p: 0.8 + 0.001 * i for i, p in enumerate(patients)}
+    cells = {"a1": {p: v + 0.02 for p, v in profile.items()}, "a2": {p: v - 0.02 for p, v in profile.items()},
+             "b1": dict(profile)}
+    r = joint_bootstrap(cells, ["a1", "a2"], ["b1"], n_boot=4000)
+    assert r["mean_diff"] == pytest.approx(0.0, abs=1e-12) and r["n_patients"] == 30
+    # the patients shift both groups alike (they cancel); only the draw of a's cells moves the difference:
+    # -0.02 (a2, a2), 0 (mixed), +0.02 (a1, a1) with probabilities 1/4, 1/2, 1/4
+    assert r["ci95"] == pytest.approx([-0.02, 0.02], abs=1e-9)
+    draws = r["draws"]
+    assert (abs(draws) < 1e-9).mean() == pytest.approx(0.5, abs=0.03)
+    # a patient-only bootstrap of the mean cell would say the difference is exactly 0: the cells carry the spread
+    paired = joint_bootstrap(cells, ["a1", "a2"], ["b1", "b1"], paired=True, n_boot=2000)
+    assert paired["paired"] and paired["ci95"] == pytest.approx([-0.02, 0.02], abs=1e-9)
+    with pytest.raises(ValueError, match="same number"):
+        joint_bootstrap(cells, ["a1", "a2"], ["b1"], paired=True)
+
+
+def test_tost_from_draws_and_the_smallest_margin_that_passes():
+    draws = [-0.004 + 0.008 * k / 999 for k in range(1000)]  # uniform on [-0.004, 0.004]
+    r = tost_from_draws(draws, margin=0.005)
+    assert r["equivalent"] and r["p_tost"] == 0.0
+    assert r["smallest_margin"] == pytest.approx(0.0036, abs=1e-4)  # |5th / 95th percentile|
+    r = tost_from_draws(draws, margin=0.003)
+    assert not r["equivalent"] and r["p_upper"] == pytest.approx(0.125, abs=0.002)

@@ -1,7 +1,7 @@
 """One step of one benchmark seed in its own process: ``python -m iac_components.benchmark.task '<json>'``.
 
-The JSON holds a :class:`~iac_components.benchmark.runner.SeedRun`'s fields, the ``task`` to run and the torch
-``threads``; :func:`~iac_components.benchmark.runner.run_benchmark` launches these when it runs steps side by side.
+The JSON holds a :class:`~iac_components.benchmark.runner.SeedRun`'s fields (or, with ``"study": "cells"``, a
+:class:`~iac_components.benchmark.cells.CellStudy`'s), the ``task`` to run and the torch ``threads``; :func:`~iac_components.benchmark.runner.run_benchmark` launches these when it runs steps side by side.
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ import sys
 def main(argv: list[str]) -> None:
     import torch
 
+    from iac_components.benchmark.cells import CellStudy
     from iac_components.benchmark.runner import SeedRun
 
     spec = json.loads(argv[0])
-    task, threads = spec.pop("task"), spec.pop("threads", None)
+    task, threads, study = spec.pop("task"), spec.pop("threads", None), spec.pop("study", "seeds")
     if threads:
         torch.set_num_threads(int(threads))
-    SeedRun(**spec).run_task(task)
+    (CellStudy if study == "cells" else SeedRun)(**spec).run_task(task)
 
 
 if __name__ == "__main__":

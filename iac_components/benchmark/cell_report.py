@@ -1,0 +1,278 @@
+"""The cell study's report: the cell as the unit, a known answer for the search, and equivalence margins stated
+against what searching is measured to be worth.
+
+Input: one or more :meth:`~iac_components.benchmark.cells.CellStudy.collect` documents (``study.json``). Output
+(``search_matters.json``), whatever the figures say::
+
+    {"cells": [{"kind": "one_op" | "random" | "full" | "lth" | "control" | "reference", "name", "seed",
+                "mean_dice", "cell_parameters", "genotype"}, ...],
+     "one_op": {op: mean_dice}, "random_spread": {...},
+     "searched_vs_random": {"p", "n_searched", "n_random", "mean_diff", ...},   # full-search cells vs random cells
+     "lth_vs_random": {...}, "bootstrap": {name: {"mean_diff", "ci95", ...}},  # patients and cells resampled
+     "known_answer": {"winner", "winner_margin", "full_recovery", "lth_recovery", "chance", "emergence", ...},
+     "tost": {"margin", "lth_vs_full_p", "random_vs_full_p", "smallest_margin": {...}},
+     "agreement": {...}, "cost": {...}}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+
+from iac_components.benchmark.genotypes import chance_agreement, genotype_agreement
+from iac_components.genotype import Genotype
+from iac_components.stats import cell_level_test, joint_bootstrap, tost_from_draws
+
+__all__ = ["emergence", "recovery", "render_markdown", "study_report"]
+
+
+def _by_kind(cells: Sequence[Mapping[str, Any]], kind: str) -> list[Mapping[str, Any]]:
+    return [c for c in cells if c["kind"] == kind]
+
+
+def _per_patient(cells: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    return {c["name"]: {p: m["dice"] for p, m in c["per_patient"].items()} for c in cells}
+
+
+def _boot(pp: dict[str, dict[str, float]], a: Sequence[str], b: Sequence[str], paired: bool = False) -> dict[str, Any]:
+    r = joint_bootstrap(pp, a, b, paired=paired)
+    return {k: v for k, v in r.items() if k != "draws"} | {"_draws": r["draws"]}
+
+
+def recovery(genotypes: Sequence[Mapping[str, Any]], winner: str, n_ops: int) -> dict[str, Any]:
+    """How often searched cells put the winning op on their edges: per cell the share of its edges, pooled, and the
+    one-sided binomial p of at least that many edges if each edge's op were drawn uniformly from ``n_ops``."""
+    from scipy.stats import binomtest
+
+    per_cell, hits, edges = [], 0, 0
+    for g in genotypes:
+        ops = [op for _, _, op in Genotype.from_dict(g).edges()]
+        per_cell.append(sum(op == winner for op in ops) / len(ops))
+        hits, edges = hits + sum(op == winner for op in ops), edges + len(ops)
+    if not edges:
+        return {"per_cell": [], "pooled": None, "edges": 0, "p_binomial": None}
+    p = binomtest(hits, edges, 1.0 / n_ops, alternative="greater").pvalue
+    return {"per_cell": per_cell, "pooled": hits / edges, "edges": edges, "winner_edges": hits, "p_binomial": float(p),
+            "cells_above_chance": int(sum(f > 1.0 / n_ops for f in per_cell)), "n_cells": len(per_cell)}  # fmt: skip
+
+
+def emergence(history: Mapping[str, Any], genotype: Mapping[str, Any], group: int = 0) -> dict[str, Any]:
+    """When each final op of a full search became its edge's top-1 by α and stayed there to the end: the arch step
+    of that check as a fraction of the search's arch steps (the paper's "early emergence", measured)."""
+    checks = [c for e in history["epochs"] for c in e.get("checks", []) if c.get("alpha")]
+    if not checks:
+        return {"fractions": [], "median": None}
+    total = max(1, int(checks[-1]["arch_step"]))
+    fractions = []
+    for i, j, op in Genotype.from_dict(genotype).edges():
+        key = f"{i}->{j + 2}"
+        since = None
+        for c in checks:
+            alpha = c["alpha"][group].get(key)
+            if alpha is None:
+                continue
+            top = max(alpha, key=alpha.get)
+            since = (c["arch_step"] if since is None else since) if top == op else None
+        fractions.append(None if since is None else since / total)
+    known = [f for f in fractions if f is not None]
+    return {"fractions": fractions, "median": float(np.median(known)) if known else None,
+            "never_top1_at_the_end": sum(f is None for f in fractions)}  # fmt: skip
+
+
+def study_report(doc: Mapping[str, Any], histories: Mapping[str, Mapping[str, Any]] | None = None,
+                 standard: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The report of one study (the known-answer data) and, optionally, the op-level ground truth of another
+    (``standard``: the plain synthetic data).
+
+    Args:
+        doc: the study's ``study.json``.
+        histories: search name (``full_s1`` ...) -> its ``search_history.json`` (for the emergence figures).
+        standard: another study's ``study.json`` whose one-op and random cells are reported beside.
+    """
+    cells = list(doc["cells"])
+    ops = list(doc["ops"])
+    pp = _per_patient(cells)
+    names = {k: [c["name"] for c in _by_kind(cells, k)] for k in ("one_op", "random", "full", "lth", "control", "reference")}
+    report: dict[str, Any] = {
+        "cells": [{k: c[k] for k in ("kind", "name", "seed", "mean_dice", "cell_parameters", "genotype")} for c in cells],
+        "ops": ops,
+        "one_op": {c["name"].removeprefix("one_op_"): c["mean_dice"] for c in _by_kind(cells, "one_op")},
+    }
+    randoms = [c["mean_dice"] for c in _by_kind(cells, "random")]
+    if randoms:
+        report["random_spread"] = {"n": len(randoms), "mean": float(np.mean(randoms)), "min": float(np.min(randoms)),
+                                   "max": float(np.max(randoms)),
+                                   "sd": float(np.std(randoms, ddof=1)) if len(randoms) > 1 else None}  # fmt: skip
+    boots: dict[str, Any] = {}
+    for kind in ("full", "lth"):
+        if names[kind] and names["random"]:
+            test = cell_level_test([c["mean_dice"] for c in _by_kind(cells, kind)], randoms)
+            report["searched_vs_random" if kind == "full" else "lth_vs_random"] = test
+            boots[f"{kind}_vs_random"] = _boot(pp, names[kind], names["random"])
+    for kind in ("full", "lth", "random", "one_op"):
+        for ref in names["reference"]:
+            if names[kind]:
+                boots[f"{kind}_vs_{ref}"] = _boot(pp, names[kind], [ref])
+    seeds = sorted({c["seed"] for c in _by_kind(cells, "full")} & {c["seed"] for c in _by_kind(cells, "lth")})
+    if seeds:
+        boots["lth_vs_full"] = _boot(pp, [f"lth_s{s}" for s in seeds], [f"full_s{s}" for s in seeds], paired=True)
+        for control in ("truncated", "random_cuts", "sgas"):
+            have = [s for s in seeds if f"{control}_s{s}" in pp]
+            if have:
+                boots[f"{control}_vs_full"] = _boot(pp, [f"{control}_s{s}" for s in have], [f"full_s{s}" for s in have],
+                                                    paired=True)  # fmt: skip
+                boots[f"lth_vs_{control}"] = _boot(pp, [f"lth_s{s}" for s in have], [f"{control}_s{s}" for s in have],
+                                                   paired=True)  # fmt: skip
+    if names["full"] and names["random"]:
+        boots["random_vs_full"] = _boot(pp, names["random"], names["full"])
+    # the equivalence margin, stated against what searching is measured to be worth: half the full search's
+    # measured gain over random cells (a margin as wide as that gain would call "no search" equivalent)
+    value = boots.get("full_vs_random", {}).get("mean_diff")
+    margin = 0.5 * value if value is not None and value > 0 else None
+    tost: dict[str, Any] = {"margin": margin, "value_of_search": value,
+                            "margin_rule": "half the full search's measured gain over the random cells (cells and "
+                                           "patients resampled); None when that gain is not positive",
+                            "smallest_margin": {}}  # fmt: skip
+    for name in ("lth_vs_full", "random_vs_full", "truncated_vs_full", "random_cuts_vs_full", "sgas_vs_full"):
+        if name in boots:
+            draws = boots[name]["_draws"]
+            tost["smallest_margin"][name] = tost_from_draws(draws, 1.0)["smallest_margin"]
+            if margin:
+                key = {"lth_vs_full": "lth_vs_full_p", "random_vs_full": "random_vs_full_p"}.get(name, f"{name}_p")
+                tost[key] = tost_from_draws(draws, margin)["p_tost"]
+    tost.setdefault("lth_vs_full_p", None)
+    tost.setdefault("random_vs_full_p", None)
+    report["tost"] = tost
+    report["bootstrap"] = {k: {kk: vv for kk, vv in v.items() if kk != "_draws"} for k, v in boots.items()}
+    # the known answer: the op-level ground truth, and whether the searches recover it
+    one_op = report["one_op"]
+    if one_op:
+        ranked = sorted(one_op, key=one_op.get, reverse=True)
+        winner, median = ranked[0], float(np.median(list(one_op.values())))
+        median_op = min(one_op, key=lambda o: abs(one_op[o] - median))
+        ka: dict[str, Any] = {
+            "winner": winner, "ranking": ranked, "winner_margin": one_op[winner] - median,
+            "chance": 1.0 / len(ops),
+            "cell_to_cell_sd": report.get("random_spread", {}).get("sd"),
+        }  # fmt: skip
+        ka["winner_vs_median_op"] = {k: v for k, v in _boot(pp, [f"one_op_{winner}"], [f"one_op_{median_op}"]).items()
+                                     if k != "_draws"} | {"median_op": median_op}  # fmt: skip
+        for kind in ("full", "lth"):
+            ka[f"{kind}_recovery"] = recovery([c["genotype"] for c in _by_kind(cells, kind)], winner, len(ops))
+        if histories:
+            per = {n: emergence(h, next(c["genotype"] for c in cells if c["name"] == n)) for n, h in histories.items()
+                   if any(c["name"] == n for c in cells)}  # fmt: skip
+            allf = [f for e in per.values() for f in e["fractions"] if f is not None]
+            ka["emergence"] = {"per_search": per, "median": float(np.median(allf)) if allf else None,
+                               "what": "arch step from which each final op stays its edge's top-1 by α, as a "
+                                       "fraction of the search's arch steps"}  # fmt: skip
+        else:
+            ka["emergence"] = None
+        report["known_answer"] = ka
+    # agreement between searched cells, beside chance for this op set
+    g = {c["name"]: Genotype.from_dict(c["genotype"]) for c in cells if c["genotype"]}
+    fulls = [g[n] for n in names["full"]]
+    pairs_ff = list(combinations(fulls, 2))
+    report["agreement"] = {
+        "full_vs_full": _mean(genotype_agreement(a, b) for a, b in pairs_ff),
+        "lth_vs_full_same_seed": _mean(genotype_agreement(g[f"lth_s{s}"], g[f"full_s{s}"]) for s in seeds),
+        "chance": chance_agreement(ops=tuple(ops)),
+    }
+    report["cost"] = {
+        name: {k: v for k, v in s.items() if k in ("wall_clock_s", "epochs", "arch_steps", "decided_at", "search_s")}
+        | {"ops_alive_sum": int(sum(s["ops_alive"]))}
+        for name, s in doc.get("searches", {}).items()
+    }
+    if standard is not None:
+        sc = list(standard["cells"])
+        report["standard_data"] = {
+            "one_op": {c["name"].removeprefix("one_op_"): c["mean_dice"] for c in _by_kind(sc, "one_op")},
+            "references": {c["name"]: c["mean_dice"] for c in _by_kind(sc, "reference")},
+            "random": [c["mean_dice"] for c in _by_kind(sc, "random")],
+        }
+    return report
+
+
+def _mean(rows: Any) -> dict[str, float] | None:
+    rows = list(rows)
+    if not rows:
+        return None
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} | {"n_pairs": len(rows)}
+
+
+def _ci(b: Mapping[str, Any]) -> str:
+    return f"{b['mean_diff']:+.4f} (95 % CI {b['ci95'][0]:+.4f}..{b['ci95'][1]:+.4f})"
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """The report as markdown (the numbers of the JSON, in the order the question asks them)."""
+    m = report.get("machine", {})
+    lines = ["# Does the search find anything? Cells as the unit, and a task with a known answer", ""]
+    for c in report.get("commands", []):
+        lines.append(f"Command: `{c}`  ")
+    lines += [f"Commit: {report.get('commit')}  ",
+              f"Machine: {m.get('cpu')}, {m.get('cores')} cores, torch {m.get('torch')}, CPU only.  ", ""]
+    d = report.get("data", {})
+    if d:
+        lines += [f"Data: {d.get('description')}", ""]
+    lines += ["## Op-level ground truth (one op on every edge of a chain topology)", "", "| op | mean test Dice |", "|---|---|"]
+    lines += [f"| {op} | {v:.4f} |" for op, v in sorted(report["one_op"].items(), key=lambda kv: -kv[1])]
+    rs = report.get("random_spread")
+    if rs:
+        lines += ["", f"Random cells (n = {rs['n']}): mean {rs['mean']:.4f}, range {rs['min']:.4f}..{rs['max']:.4f}, "
+                      f"SD across cells {rs['sd']:.4f}."]  # fmt: skip
+    ka = report.get("known_answer")
+    if ka:
+        w = ka["winner_vs_median_op"]
+        lines += ["", f"Winner: **{ka['winner']}**, {ka['winner_margin']:+.4f} Dice over the median op "
+                      f"({w['median_op']}; {_ci(w)}, patients resampled); cell-to-cell SD of random cells "
+                      f"{ka['cell_to_cell_sd'] if ka['cell_to_cell_sd'] is None else round(ka['cell_to_cell_sd'], 4)}."]  # fmt: skip
+        for kind in ("full", "lth"):
+            r = ka.get(f"{kind}_recovery") or {}
+            if r.get("edges"):
+                lines.append(f"- {kind} searches put it on {r['winner_edges']} of {r['edges']} edges ({r['pooled']:.3f}; "
+                             f"chance {ka['chance']:.3f}, one-sided binomial p = {r['p_binomial']:.3g}); per cell "
+                             + ", ".join(f"{f:.2f}" for f in r["per_cell"]) + ".")  # fmt: skip
+        e = ka.get("emergence")
+        if e and e.get("median") is not None:
+            lines.append(f"- Emergence: a full search's final op stays its edge's top-1 from a median {e['median']:.2f} "
+                         "of the search's arch steps on.")  # fmt: skip
+    sr = report.get("searched_vs_random")
+    lines += ["", "## Searched cells against random cells (the cell as the unit)", ""]
+    if sr:
+        lines.append(f"- Full-search cells vs random cells: {sr['mean_diff']:+.4f} (n = {sr['n_searched']} vs "
+                     f"{sr['n_random']}), one-sided permutation p = {sr['p']:.3g}, Mann-Whitney p = "
+                     f"{sr['p_mannwhitney']:.3g}; ranks among the random cells "
+                     f"{sr['rank_among_random']} (1 = best).")  # fmt: skip
+    lr = report.get("lth_vs_random")
+    if lr:
+        lines.append(f"- LTH cells vs random cells: {lr['mean_diff']:+.4f}, permutation p = {lr['p']:.3g}; ranks "
+                     f"{lr['rank_among_random']}.")  # fmt: skip
+    lines += ["", "| comparison (cells and patients resampled) | difference | 95 % CI |", "|---|---|---|"]
+    for k, b in report["bootstrap"].items():
+        lines.append(f"| {k} | {b['mean_diff']:+.4f} | {b['ci95'][0]:+.4f}..{b['ci95'][1]:+.4f} |")
+    t = report["tost"]
+    lines += ["", "## Equivalence (TOST from the same bootstrap)", "",
+              f"Margin: {t['margin'] if t['margin'] is None else round(t['margin'], 5)} ({t['margin_rule']}; "
+              f"measured value of search over random: {t['value_of_search'] if t['value_of_search'] is None else round(t['value_of_search'], 5)}).  ",
+              f"LTH vs full p = {t.get('lth_vs_full_p')}; random vs full (the negative control) p = {t.get('random_vs_full_p')}.  ",
+              "Smallest margin at which each passes at 5 %: "
+              + ", ".join(f"{k} {v:.4f}" for k, v in t["smallest_margin"].items()) + "."]  # fmt: skip
+    a = report.get("agreement", {})
+    if a.get("full_vs_full"):
+        f, ch = a["full_vs_full"], a["chance"]
+        lines += ["", f"Agreement of full searches across search seeds: edges {f['edges']:.3f}, inputs {f['inputs']:.3f}, "
+                      f"nodes {f['nodes']:.3f} (chance for these ops {ch['edges']:.3f} / {ch['inputs']:.3f} / {ch['nodes']:.3f})."]  # fmt: skip
+    lines += ["", "## Cells", "", "| kind | cell | search seed | mean test Dice | cell parameters |", "|---|---|---|---|---|"]
+    for c in sorted(report["cells"], key=lambda c: (c["kind"], -c["mean_dice"])):
+        lines.append(f"| {c['kind']} | {c['name']} | {c['seed'] if c['seed'] is not None else ''} | {c['mean_dice']:.4f} | "
+                     f"{c['cell_parameters']} |")  # fmt: skip
+    sd = report.get("standard_data")
+    if sd:
+        lines += ["", "## The plain synthetic data (no known answer)", "",
+                  "One-op cells: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(sd["one_op"].items(), key=lambda kv: -kv[1]))
+                  + "; references: " + ", ".join(f"{k} {v:.4f}" for k, v in sd["references"].items()) + "."]  # fmt: skip
+    return "\n".join(lines) + "\n"
