@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from iac_components.bundles.run import LogTo, find_bundle, run_workflow
+from iac_components.search.recipe import demo_search
 
 __all__ = ["DEMO_OVERRIDES", "run_demo"]
 
@@ -39,18 +40,7 @@ DEMO_OVERRIDES: dict[str, dict[str, Any]] = {
     # search does not decide the whole cell in 18 epochs; its table says so and lists these overrides. It searches
     # 5 of the bundles' 8 candidate ops (no 5x5 convolutions, no max pool): its search took 159 s instead of 290 s
     # on two cores, which brings the demo under 5 minutes (benchmarks/results/demo_intel_xeon.md).
-    "search": {
-        "epochs": 18,
-        "ops": ["skip_connect", "avg_pool_3x3", "conv_3x3", "sep_conv_3x3", "dil_conv_3x3"],
-        "warmup_steps": 78,
-        "batch_size": 8,
-        "cell_channels": 16,
-        "arch_learning_rate": 1e-2,
-        "learning_rate": 0.05,
-        "pruning#epsilon": 0.3,
-        "pruning#margin": 0.25,
-        "pruning#window": 16,
-    },
+    "search": demo_search().overrides(),
     # retrain, evaluate and export read the cell's width (16) from genotype.json, as a user's would
     "retrain": {"epochs": 6, "batch_size": 16, "learning_rate": 1e-3},
     "evaluate": {},

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from iac_components.search.recipe import SEARCH_RECIPE
+
 __all__ = ["BACKBONE_ROWS", "DATASET_ROWS", "BundleSpec", "BackboneRow", "DatasetRow", "all_bundles", "get_bundle"]
 
 
@@ -34,9 +36,9 @@ class DatasetRow:
     title: str
     default_dir: str
     license: str
-    batch_size: int = 16
-    epochs: dict[str, int] = field(default_factory=lambda: {"train": 100, "search": 200, "retrain": 100})
-    warmup_steps: int = 600
+    batch_size: int = SEARCH_RECIPE.batch_size
+    epochs: dict[str, int] = field(default_factory=lambda: {"train": 100, "search": SEARCH_RECIPE.epochs, "retrain": 100})
+    warmup_steps: int = SEARCH_RECIPE.warmup_steps
     augment: bool = True
     window_slices: int = 16
     image_description: str = ""

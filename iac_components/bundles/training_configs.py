@@ -23,7 +23,7 @@ from iac_components.bundles.config_parts import (
     validate_config,
 )
 from iac_components.bundles.table import BundleSpec
-from iac_components.ops import DEFAULT_OPS
+from iac_components.search.recipe import SEARCH_RECIPE as RECIPE
 
 __all__ = [
     "COMPARISON_BASELINES", "comparison_baseline_config", "evaluate_config", "finetune_config", "retrain_config",
@@ -171,17 +171,17 @@ def search_config(spec: BundleSpec) -> dict[str, Any]:
         "epochs": spec.dataset.epochs["search"],
         "warmup_steps": spec.dataset.warmup_steps,
         "batch_size": spec.dataset.batch_size,
-        "learning_rate": 0.025,
-        "arch_learning_rate": 6e-4,
+        "learning_rate": RECIPE.learning_rate,
+        "arch_learning_rate": RECIPE.arch_learning_rate,
         "prune": True,
         "resume": False,
         "baseline_ckpt": "$@ckpt_dir + '/baseline.pt'",
         "genotype_file": "$@ckpt_dir + '/genotype.json'",
         "history_file": "$@output_dir + '/search_history.json'",
-        "ops": list(DEFAULT_OPS),
-        "cell_channels": 32,
-        "partial_k": 4,
-        "share_genotype": True,
+        "ops": list(RECIPE.ops),
+        "cell_channels": RECIPE.cell_channels,
+        "partial_k": RECIPE.partial_k,
+        "share_genotype": RECIPE.share_genotype,
         **data_config(("train",), disjoint_search_folds=True),
         "backbone": backbone_config(spec),
         "network_def": {
@@ -200,29 +200,21 @@ def search_config(spec: BundleSpec) -> dict[str, Any]:
             "_target_": "torch.optim.SGD",
             "params": "$list(@network.weight_parameters())",
             "lr": "@learning_rate",
-            "momentum": 0.9,
-            "weight_decay": 3e-4,
+            "momentum": RECIPE.momentum,
+            "weight_decay": RECIPE.weight_decay,
         },
         "arch_optimizer": {
             "_target_": "torch.optim.Adam",
             "params": "$list(@network.arch_parameters())",
             "lr": "@arch_learning_rate",
-            "betas": [0.5, 0.999],
+            "betas": list(RECIPE.arch_betas),
             # no weight decay on α/β: the data gradient reaching α is proportional to the cells' γ (≈ 0 early
             # on), a coupled decay is not, so decay would decide what the data cannot yet
-            "weight_decay": 0.0,
+            "weight_decay": RECIPE.arch_weight_decay,
         },
         # the JSD rule's settings (`--pruning#epsilon 0.2`); the handler is `train#handlers#0`, built from them;
         # `control` replaces the rule by one of the benchmark's controls (iac_components.search.controls)
-        "pruning": {
-            "epsilon": 0.1,
-            "window": 32,
-            "patience": 2,
-            "margin": 1.0,
-            "keep_schedule": [4, 2, 1],
-            "interval": None,
-            "control": None,
-        },
+        "pruning": {**RECIPE.rule.to_config(), "control": None},
         "train": {
             **slice_loader_config("train", "search_train", False),
             **slice_loader_config("train", "search_val", False, data="@train#dataset#data", name="arch_dataset"),

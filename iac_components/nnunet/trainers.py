@@ -46,7 +46,7 @@ import iac_components.nnunet  # noqa: F401 - registers the adapter for nnU-Net's
 from iac_components.bundles.runtime import retrain_param_groups
 from iac_components.genotype import genotype_cell_config, genotypes_from_doc
 from iac_components.implant import ImplantedNetwork, get_adapter, implant_fixed_cells, implant_search_cells
-from iac_components.ops import DEFAULT_OPS
+from iac_components.search.recipe import SEARCH_RECIPE
 from iac_components.search import IACSearchTrainer, JSDPruningHandler
 from iac_components.search.pruning import PROGRESS
 
@@ -128,6 +128,10 @@ def _plain(network: torch.nn.Module) -> torch.nn.Module:
     return network._orig_mod if isinstance(network, OptimizedModule) else network
 
 
+#: Arch steps between two checks of the rule in the nnU-Net search (its epochs are 250 iterations: a check per epoch
+#: would be five times rarer than the bundles' on real ACDC, about 45 arch steps per epoch at batch 16).
+NNUNET_CHECK_INTERVAL = 50
+
 class _IACTrainerBase(nnUNetTrainer):
     """What both IAC trainers share: where the baseline is, and deep supervision on the implanted network."""
 
@@ -172,19 +176,21 @@ class nnUNetTrainerIACSearch(_IACTrainerBase):
         # 50 x 250 = 12,500 iterations: about the bundles' 200-epoch search on ACDC (60 batches per epoch)
         self.num_epochs = 50
         self.num_iterations_per_epoch = 250
-        # the bundles' search recipe: SGD on the cells' weights, Adam on α/β, a warm-up before the first α step
-        self.initial_lr = 0.025
-        self.weight_decay = 3e-4
-        self.arch_lr = 6e-4
-        self.warmup_iterations = 600
-        self.cell_channels = 32
-        self.partial_k = 4
-        self.n_nodes = 4
-        self.ops = list(DEFAULT_OPS)
-        self.share_genotype = True
+        # the bundles' search recipe (iac_components.search.recipe): SGD on the cells' weights, Adam on α/β, a
+        # warm-up before the first α step, the JSD rule; nnU-Net's epochs are 250 iterations, so the rule checks
+        # every NNUNET_CHECK_INTERVAL arch steps instead of once per epoch
+        self.initial_lr = SEARCH_RECIPE.learning_rate
+        self.weight_decay = SEARCH_RECIPE.weight_decay
+        self.arch_lr = SEARCH_RECIPE.arch_learning_rate
+        self.warmup_iterations = SEARCH_RECIPE.warmup_steps
+        self.cell_channels = SEARCH_RECIPE.cell_channels
+        self.partial_k = SEARCH_RECIPE.partial_k
+        self.n_nodes = SEARCH_RECIPE.n_nodes
+        self.ops = list(SEARCH_RECIPE.ops)
+        self.share_genotype = SEARCH_RECIPE.share_genotype
         self.search_val_fraction = 0.5
-        self.pruning: dict[str, Any] = {"epsilon": 0.1, "window": 32, "patience": 2, "margin": 1.0,
-                                        "keep_schedule": [4, 2, 1], "interval": 50, "prune": True}
+        self.pruning: dict[str, Any] = {**SEARCH_RECIPE.rule.to_config(), "interval": NNUNET_CHECK_INTERVAL,
+                                        "prune": True}
         self.arch_optimizer: torch.optim.Optimizer | None = None
 
     def _do_i_compile(self) -> bool:
@@ -214,10 +220,11 @@ class nnUNetTrainerIACSearch(_IACTrainerBase):
     def configure_optimizers(self):
         if not isinstance(self.network, ImplantedNetwork):  # nnUNetTrainer.initialize, before the cells exist
             return None, None
-        optimizer = torch.optim.SGD(list(self.network.weight_parameters()), lr=self.initial_lr, momentum=0.9,
+        optimizer = torch.optim.SGD(list(self.network.weight_parameters()), lr=self.initial_lr, momentum=SEARCH_RECIPE.momentum,
                                     weight_decay=self.weight_decay)
         self.arch_optimizer = torch.optim.Adam(list(self.network.arch_parameters()), lr=self.arch_lr,
-                                               betas=(0.5, 0.999), weight_decay=0.0)
+                                               betas=SEARCH_RECIPE.arch_betas,
+                                               weight_decay=SEARCH_RECIPE.arch_weight_decay)
         return optimizer, None
 
     def run_training(self) -> None:

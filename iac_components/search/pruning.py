@@ -86,7 +86,8 @@ class JSDPruningHandler:
     trainer's handlers so that a checkpoint holds the epoch's pruning.
 
     Args:
-        epsilon, window, patience, margin, keep_schedule: the rule's numbers
+        epsilon, window, patience, margin, keep_schedule: the rule's numbers (None: the shipped ones,
+            :data:`~iac_components.search.recipe.SEARCH_RECIPE`)
             (:class:`~iac_components.search.rule.JSDRule`; ε and the margin are relative to how far Adam can move
             the logits over the window, so they carry across arch learning rates and check cadences).
         interval: architecture steps between checks (None: one check per epoch).
@@ -104,11 +105,11 @@ class JSDPruningHandler:
 
     def __init__(
         self,
-        epsilon: float = 0.1,
-        window: int = 32,
-        patience: int = 2,
-        margin: float = 1.0,
-        keep_schedule: Sequence[int] = (4, 2, 1),
+        epsilon: float | None = None,
+        window: int | None = None,
+        patience: int | None = None,
+        margin: float | None = None,
+        keep_schedule: Sequence[int] | None = None,
         interval: int | None = None,
         prune: bool | str = True,
         prune_nodes: bool | str = True,

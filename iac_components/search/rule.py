@@ -204,7 +204,8 @@ class JSDRule:
 
     Args:
         epsilon: movement threshold as a fraction of the largest JSD Adam can produce over the window
-            (dimensionless; ``d < epsilon·(lr·s)²/(8 ln 2)`` counts as stable).
+            (dimensionless; ``d < epsilon·(lr·s)²/(8 ln 2)`` counts as stable). Every number left None is the
+            shipped one (:class:`~iac_components.search.recipe.RuleSettings`).
         window: arch steps the comparison spans at least (with the latest record that old).
         patience: consecutive stable checks, with the same leaders, before a decision.
         margin: the lead the kept names need over the dropped ones, in units of ``2·lr·s`` logits.
@@ -214,13 +215,22 @@ class JSDRule:
 
     def __init__(
         self,
-        epsilon: float = 0.1,
-        window: int = 32,
-        patience: int = 2,
-        margin: float = 1.0,
-        keep_schedule: Sequence[int] = (4, 2, 1),
+        epsilon: float | None = None,
+        window: int | None = None,
+        patience: int | None = None,
+        margin: float | None = None,
+        keep_schedule: Sequence[int] | None = None,
         protected_last: Iterable[str] = ("none",),
     ) -> None:
+        # None: the shipped value (iac_components.search.recipe, the one home of the search's numbers)
+        from iac_components.search import recipe
+
+        d = recipe.SEARCH_RECIPE.rule
+        epsilon = d.epsilon if epsilon is None else epsilon
+        window = d.window if window is None else window
+        patience = d.patience if patience is None else patience
+        margin = d.margin if margin is None else margin
+        keep_schedule = d.keep_schedule if keep_schedule is None else keep_schedule
         if not epsilon > 0 or int(window) < 1 or int(patience) < 1 or not margin >= 0:
             raise ValueError(
                 f"need epsilon > 0, window >= 1, patience >= 1, margin >= 0; got {epsilon}, {window}, {patience}, {margin}"
