@@ -40,9 +40,10 @@ def select_cases(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(manifest, case entries) for a fold of ``splits`` (default: ``splits.json`` in the cache dir), an
     explicit list of case ids, or all cases; ``data`` (a datalist of 3-D files) further keeps only the cases
-    prepared from those files."""
+    prepared from those files; an empty datalist is no datalist (MONAI Label passes ``validate#dataset#data: []``
+    when it has no study to validate on: the fold's cases stand)."""
     m, cases = _select(manifest, fold, splits, case_ids)
-    if data is None:
+    if data is None or (isinstance(data, (list, tuple)) and not data):
         return m, cases
     from iac_components.data.datalist import read_datalist
 

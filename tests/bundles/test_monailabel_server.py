@@ -4,8 +4,9 @@
 * ``/info/`` lists the bundle (segmentation, 3-D, its labels) and its trainer;
 * ``/infer`` returns a label map in the input's grid and affine, with the bundle's label values, equal voxel for
   voxel to ``python -m monai.bundle run`` of ``inference.json`` on the same files;
-* a one-epoch ``/train`` on the labelled studies finishes, rewrites ``models/model.ts``, and the next ``/infer``
-  runs the new model (equal again to ``monai.bundle run``, now on the fine-tuned model.ts).
+* a one-epoch ``/train`` on one labelled study, and on two (where MONAI Label users start), finishes, rewrites
+  ``models/model.ts``, and the next ``/infer`` runs the new model (equal again to ``monai.bundle run``, now on the
+  fine-tuned model.ts).
 
 MONAI Label runs in its own virtualenv (it pins numpy 1.26), built by ``tests/monailabel/make_venv.sh`` on first
 use (about 7 minutes and 8 GB) and reused after (``IAC_MONAILABEL_VENV`` chooses where). The server is started in
@@ -122,7 +123,8 @@ def _bundle_run(bundle: Path, image: Path, out: Path) -> np.ndarray:
     return np.asarray(nib.load(out / image.name).dataobj)
 
 
-def test_monailabel_server_infers_and_trains(monailabel_venv, acdc_retrained, acdc_exported, tmp_path):
+@pytest.mark.parametrize("labelled", [1, 2])
+def test_monailabel_server_infers_and_trains(monailabel_venv, acdc_retrained, acdc_exported, tmp_path, labelled):
     raw = acdc_retrained.raw
     release = package_bundle(acdc_retrained.root, tmp_path / "release", ckpt_dir=acdc_exported,
                              cache_dir=acdc_retrained.root / "cache")  # fmt: skip
@@ -133,7 +135,7 @@ def test_monailabel_server_infers_and_trains(monailabel_venv, acdc_retrained, ac
 
     studies = tmp_path / "studies"
     (studies / "labels" / "final").mkdir(parents=True)
-    for image in sorted(raw.glob("training/*/*_frame01.nii.gz")):  # labelled studies for /train
+    for image in sorted(raw.glob("training/*/*_frame01.nii.gz"))[:labelled]:  # labelled studies for /train
         shutil.copy2(image, studies / image.name)
         shutil.copy2(
             image.with_name(image.name.replace(".nii.gz", "_gt.nii.gz")), studies / "labels/final" / image.name
