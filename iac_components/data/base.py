@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -223,9 +224,29 @@ def get_adapter(name: str, root: str | os.PathLike, **kwargs: Any) -> DatasetAda
     Raises:
         DatasetError: unknown name (the message lists the valid names) or a broken layout.
     """
-    module, cls, defaults = _REGISTRY[check_dataset_name(name)]
+    name = detect_layout(check_dataset_name(name), root)
+    module, cls, defaults = _REGISTRY[name]
     adapter_cls = getattr(importlib.import_module(module), cls)
     return adapter_cls(root, **{**defaults, **kwargs})
+
+
+def detect_layout(name: str, root: str | os.PathLike) -> str:
+    """``nnunet`` or ``msd`` as the folder's ``dataset.json`` says (nnU-Net v2's has ``file_ending``, the
+    Decathlon's a ``training`` list), whichever of the two was asked for; any other name as given."""
+    if name not in ("nnunet", "msd"):
+        return name
+    path = Path(root) / "dataset.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return name  # no readable dataset.json at the top: the adapter reports it (or finds DatasetNNN_Name/)
+    detected = "nnunet" if "file_ending" in meta else "msd" if isinstance(meta.get("training"), list) else name
+    if detected != name:
+        import logging
+
+        logging.getLogger("iac_components.data").info("%s is in the %s layout: read as --dataset %s", path,
+                                                      "nnU-Net v2 raw" if detected == "nnunet" else "MSD", detected)
+    return detected
 
 
 def strip_nii(name: str) -> str:

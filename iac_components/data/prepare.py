@@ -336,6 +336,7 @@ def prepare_dataset(
     cache = Path(cache_dir).expanduser().resolve()
     if adapter is None:
         adapter = get_adapter(name, raw_dir, **(adapter_kwargs or {}))
+        name = adapter.name if name in ("nnunet", "msd") else name  # the layout dataset.json has
     cases = [c for c in adapter.cases() if c.label is not None]  # e.g. KiTS19's unlabelled official test cases
     skipped = len(adapter.cases()) - len(cases)
     if skipped:

@@ -156,12 +156,17 @@ def test_nnunet_region_labels_are_rejected(synth_root, tmp_path):
 
 
 def test_each_generic_layout_names_the_other_when_handed_it(synth_root, tmp_path):
-    """custom_iac defaults to the nnU-Net layout; an MSD folder (a 'training' list) must say --dataset msd, and the
-    other way round."""
+    """custom_iac defaults to the nnU-Net layout; the adapters refuse the other layout in one line naming the flag,
+    and get_adapter reads the layout from dataset.json, so that custom_iac takes either without a flag."""
+    from iac_components.data.msd import MSDAdapter
+    from iac_components.data.nnunet import NNUNetAdapter
+
     msd = synth_root("msd")
     with pytest.raises(DatasetError, match=r"is in the MSD layout .*: pass --dataset msd"):
-        get_adapter("nnunet", msd)
+        NNUNetAdapter(msd)
+    assert get_adapter("nnunet", msd).name == "msd"
     nnunet = synth_root("nnunet")
     root = next(p for p in Path(nnunet).rglob("dataset.json")).parent
     with pytest.raises(DatasetError, match=r"is in the nnU-Net v2 raw layout .*: pass --dataset nnunet"):
-        get_adapter("msd", root)
+        MSDAdapter(root)
+    assert get_adapter("msd", root).name == "nnunet"
