@@ -19,6 +19,12 @@ the cache while the others wait, the search's pruning handler and the evaluation
 Learning rates are not scaled with the world size: the effective batch is N times ``batch_size``, and the JSD
 rule's thresholds follow the arch learning rate and the steps between checks, not the batch. BatchNorm is per rank
 (DDP's default buffer broadcast from rank 0 in training; the search normalises each rank's own batch).
+
+The search's step counts are given for one process and divided by N under ``torchrun`` (``warmup_steps`` and the
+rule's ``window``): with N ranks an epoch has N times fewer steps of N times more images, so a warm-up and a window
+counted in steps would last N times as many epochs, and the search would decide later in epochs, not sooner in
+wall-clock (the demo's search on 2 ranks cut nothing in its 18 epochs). Counted in images, the decision comes after
+as many epochs as on one process, each taking about 1/N of the time (docs/method.md, "several ranks").
 """
 
 from __future__ import annotations
@@ -64,6 +70,10 @@ def multi_gpu_config(spec: BundleSpec, workflow: str) -> dict[str, Any]:
     if workflow == "search":
         config.update(_sharded("train#dataloader", "@train#dataset"))
         config.update(_sharded("train#arch_dataloader", "@train#arch_dataset"))
+        # the warm-up and the window in images, as on one process (see the module docstring)
+        ranks = f"{_DIST}.world_size()"
+        config["train#trainer#warmup_steps"] = f"$max(1, round(@warmup_steps / {ranks}))"
+        config["train#handlers#0#window"] = f"$max(1, round(@pruning#window / {ranks}))"
         config["train#trainer#train_handlers"] = _RANK0_ONLY.format(handlers="@train#handlers")
         return config
     if workflow not in ("train", "retrain"):
