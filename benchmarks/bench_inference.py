@@ -81,9 +81,12 @@ RATIOS = [("cells", "no_cells"), ("cells_compiled", "no_cells_compiled"), ("cell
 
 def seconds_per_volume(model, volume: torch.Tensor, window: int) -> float:
     inferer = SlidingWindowInferer(roi_size=(-1, -1, window), sw_batch_size=1, overlap=0.0)
+    sync = torch.cuda.synchronize if volume.is_cuda else (lambda: None)
+    sync()
     t = time.perf_counter()
     with torch.inference_mode():
         out = inferer(volume, model)
+    sync()
     seconds = time.perf_counter() - t
     assert out.shape[2:] == volume.shape[2:]
     return seconds
@@ -97,16 +100,22 @@ def main() -> None:
     ap.add_argument("--backbones", default="unet", help="backbones of the bundles (keys of BACKBONES)")
     ap.add_argument("--compile", action="store_true", help="also time the eager networks under torch.compile")
     ap.add_argument("--width", type=int, default=32, help="the cells' inner width (cell_channels)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (the GPU check runs it there)")
+    ap.add_argument("--size", type=int, default=None, help="in-plane size instead of the case's (toy runs)")
+    ap.add_argument("--slices", type=int, default=None, help="slices instead of the case's (toy runs)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "inference"))
     args = ap.parse_args()
+    device = torch.device(args.device)
     windows = [int(w) for w in args.windows.split(",")]
     machine = machine_info()
     rows = []
     for name in args.cases.split(","):
-        case = CASES[name]
-        volume = torch.randn(1, case["channels"], *case["shape"], generator=torch.Generator().manual_seed(0))
+        case = dict(CASES[name])
+        h, w, d = case["shape"]
+        case["shape"] = (args.size or h, args.size or w, args.slices or d)
+        volume = torch.randn(1, case["channels"], *case["shape"], generator=torch.Generator().manual_seed(0)).to(device)
         for backbone in args.backbones.split(","):
-            models = build_arms(backbone, case, args.compile, args.width)
+            models = {k: m.to(device) for k, m in build_arms(backbone, case, args.compile, args.width).items()}
             for window in windows:
                 compile_s = {}
                 for arm, model in models.items():
@@ -133,7 +142,7 @@ def main() -> None:
     write_json_atomic(Path(args.out + ".json"), {"command": command, "machine": machine, "rows": rows})
     lines = [
         f"# Inference seconds per volume, with and without cells (`{command}`)", "",
-        f"{machine_line(machine)}, fp32, CPU. Traced SliceWise "
+        f"{machine_line(machine)}, fp32, {args.device}. Traced SliceWise "
         "network (PadToMultiple) under SlidingWindowInferer(roi (-1, -1, window_slices)), as model.ts runs; random "
         f"weights; cells: an 8-edge cell of width {args.width} on every skip. 'compiled': the eager network under torch.compile "
         "(inference.json --compile true), its first call (compilation for the window shape plus that volume) apart. Median over rounds; "

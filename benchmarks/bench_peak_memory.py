@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cap_gb", type=float, default=12.0, help="the memory budget (GB) a case must fit")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=REAL["batch"], help="slices per batch (toy runs: fewer)")
+    parser.add_argument("--size", type=int, default=REAL["size"], help="in-plane size (toy runs: smaller)")
     parser.add_argument("--out", type=Path, default=RESULTS / "peak_memory")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -157,7 +159,8 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for name in names:
         for change in [{}] + VARIANTS:
-            row = _in_a_new_process({"backbone": name, **REAL, **change}, args.device, args.cap_gb)
+            real = {**REAL, "batch": args.batch, "size": args.size}
+            row = _in_a_new_process({"backbone": name, **real, **change}, args.device, args.cap_gb)
             print(json.dumps(row), flush=True)
             rows.append(row)
             if change == {} and row["fits"] and not args.variants:

@@ -62,6 +62,16 @@ class IAC:
         except ScheduleError as e:  # a failed step (named with its log), or devices/jobs/patients that cannot run
             raise SystemExit(f"error: {e}") from None
 
+    def gpu_check(self, out: str = "gpu_check", dry_run: bool = False, parts: str | None = None):
+        """Every CUDA path and GPU figure in one command, each part in its own process under a time box: results in
+        OUT/<part>.json and OUT/summary.json. --dry_run: the same parts on the CPU at toy sizes. --parts a,b: some."""
+        from iac_components.gpu_check import run_gpu_check
+
+        summary = run_gpu_check(out, dry_run=dry_run, parts=parts)
+        failed = [k for k, v in summary["parts"].items() if v["rc"] != 0]
+        if failed:
+            raise SystemExit(f"error: part(s) {', '.join(failed)} failed; see {out}/<part>.json")
+
     def report(self, run_dir: str, out: str | None = None, group: int = 0):
         """Figures and tables of a search: RUN_DIR holds search_history.json (or is the file); OUT defaults to
         RUN_DIR/report."""

@@ -56,6 +56,8 @@ def paths_config(spec: BundleSpec) -> dict[str, Any]:
         "output_dir": "$@bundle_root + '/eval'",
         "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
         "amp": True,
+        # None: fp16 with a grad scaler on CUDA, bf16 on the CPU; "bfloat16" asks for bf16 on CUDA too
+        "amp_dtype": None,
         "seed": 0,
         # the folds follow their own seed, not `seed`: changing the training seed between workflows must not move
         # patients between train and test (a search with --seed 1 over a baseline trained with --seed 0)

@@ -324,6 +324,8 @@ class JSDPruningHandler:
             "epoch": engine.state.epoch,
             "iteration": engine.state.iteration,
             "arch_steps": engine.arch_steps,
+            # arch steps a grad scaler skipped (fp16 overflow on CUDA): not counted in arch_steps
+            "skipped_arch_steps": int(getattr(engine.state, "skipped_arch_steps", 0)),
             "warmup": engine.in_warmup(),
             "wall_clock_s": wall,
             "elapsed_s": self._elapsed,
