@@ -21,10 +21,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_throughput import GENOTYPE, _batches, time_search, time_supervised  # noqa: E402
 from monai.losses import DiceCELoss  # noqa: E402
 from monai.networks.nets import FlexibleUNet  # noqa: E402
 
-from bench_throughput import GENOTYPE, _batches, time_search, time_supervised  # noqa: E402
 from iac_components.implant import implant_fixed_cells, implant_search_cells  # noqa: E402
 from iac_components.networks import build_backbone  # noqa: E402
 from iac_components.ops import ChannelsFirstBatchNorm2d, channels_first_norms  # noqa: E402

@@ -26,11 +26,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from ab_norm_layout import CONFIGS, _backbone  # noqa: E402
+from bench_throughput import GENOTYPE, _batches, time_search, time_supervised  # noqa: E402
 from monai.losses import DiceCELoss  # noqa: E402
 
 import iac_components.cell as cell_module  # noqa: E402
-from ab_norm_layout import CONFIGS, _backbone  # noqa: E402
-from bench_throughput import GENOTYPE, _batches, time_search, time_supervised  # noqa: E402
 from iac_components.implant import implant_fixed_cells, implant_search_cells  # noqa: E402
 from iac_components.utils import atomic_write, machine_info, machine_line, write_json_atomic  # noqa: E402
 

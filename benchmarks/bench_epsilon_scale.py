@@ -65,8 +65,8 @@ def main() -> None:
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "epsilon_scale"))
     args = ap.parse_args()
 
-    from iac_components.data import synthesize
     from iac_components.bundles.run import find_bundle, run_workflow
+    from iac_components.data import synthesize
     from iac_components.demo import DEMO_OVERRIDES
     from iac_components.utils import machine_info, write_json_atomic
 
@@ -105,7 +105,8 @@ def main() -> None:
         "|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():
-        decided = f"{r['decided_arch_step']} ({r['decided_epoch']})" if r["decided_arch_step"] else f"not within {r['arch_steps_run']} ({r['epochs_run']})"
+        decided = (f"{r['decided_arch_step']} ({r['decided_epoch']})" if r["decided_arch_step"]
+                   else f"not within {r['arch_steps_run']} ({r['epochs_run']})")
         lines.append(f"| {name} | {r['weight_steps_per_epoch']} / {r['arch_steps_per_epoch']:g} | {r['edges_cut']} | "
                      f"{r['first_cut_arch_step_median']:g} ({r['first_cut_epoch_median']:g}) | {decided} | {r['wall_clock_s']:.0f} |")
     Path(f"{args.results}.md").write_text("\n".join(lines) + "\n")

@@ -29,9 +29,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_throughput import GENOTYPE  # noqa: E402
 from monai.inferers import SlidingWindowInferer  # noqa: E402
 
-from bench_throughput import GENOTYPE  # noqa: E402
 from iac_components.implant import implant_fixed_cells  # noqa: E402
 from iac_components.networks import build_backbone  # noqa: E402
 from iac_components.networks.slicewise import SliceWise  # noqa: E402

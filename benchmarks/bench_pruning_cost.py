@@ -11,7 +11,8 @@ on the same batches, with the cells pruned to the stages an LTH search passes th
 
 Each stage runs in its own fresh process, so its peak resident memory (``ru_maxrss``) is its own; the memory
 reported is that peak minus the resident memory once the supernet, optimisers and batches are built, i.e. what
-the iterations themselves take (activations, gradients, optimiser state, allocator caches). Time is the median iteration after one warm-up. The stages run
+the iterations themselves take (activations, gradients, optimiser state, allocator caches). Time is the median iteration after one warm-up.
+The stages run
 interleaved over ``--repeats`` rounds, so ratios between them compare; absolute numbers from other machines do
 not. The real searches' epoch wall-clock against ops alive is in ``benchmarks/results/lth_vs_full.md``.
 

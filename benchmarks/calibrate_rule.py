@@ -104,7 +104,8 @@ def main() -> None:
              + ", ".join(f"ε = {k}: {v:.2f}" for k, v in above.items()) + ".", "",
              "Every rule of the sweep replayed on this history (exact up to each edge's first cut). Agreement is with "
              "this full search's own final genotype, whose ops are themselves uncertain at this budget.", "",
-             "| epsilon | window | patience | margin | keep | decided at arch step | ops alive at the end | agreement edges / nodes | safe first cuts |",
+             "| epsilon | window | patience | margin | keep | decided at arch step | ops alive at the end "
+             "| agreement edges / nodes | safe first cuts |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         mark = " **(default)**" if all(r[k] == v for k, v in default.items()) else ""

@@ -46,7 +46,8 @@ def main() -> None:
     command = "python " + " ".join(sys.argv)
     machine = machine_info()
     write_json_atomic(Path(f"{args.out}.json"), {"command": command, "machine": machine, "counts": counts}, indent=1)
-    lines = ["# Depthwise-conv weight gradients on the CPU: bf16 autocast and fp32, contiguous and channels-last", "", f"Command: `{command}`  ",
+    lines = ["# Depthwise-conv weight gradients on the CPU: bf16 autocast and fp32, contiguous and channels-last", "",
+             f"Command: `{command}`  ",
              f"Machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, CPU only.", "",
              "| precision, layout, kernel | non-finite weight gradients |", "|---|---|"]
     lines += [f"| {k} | {v['non_finite']} of {v['cases']} |" for k, v in counts.items()]

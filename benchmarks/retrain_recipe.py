@@ -81,13 +81,15 @@ def main() -> None:
     lines = ["# Retrain recipes: do the cells get to matter?", "", f"Command: `{report['command']}`  ",
              f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, torch {report['machine']['torch']}.  ",
              f"{args.epochs} epochs, demo sizes, one seed; genotype `{args.genotype}`.", "",
-             "| recipe | test Dice IAC | no cells, same recipe | IAC - no cells (95% CI; Wilcoxon p; patients) | max abs γ per level | ‖γ·cell‖/‖skip‖ per level |",
+             "| recipe | test Dice IAC | no cells, same recipe | IAC - no cells (95% CI; Wilcoxon p; patients) "
+             "| max abs γ per level | ‖γ·cell‖/‖skip‖ per level |",
              "|---|---|---|---|---|---|"]
     for name, r in rows.items():
         t, c = r["iac_vs_no_cells"], r["iac"]["cells"] or {}
         lines.append(f"| {name} | {r['iac']['mean_dice']:.4f} | {r['no_cells']['mean_dice']:.4f} | {t['mean_diff']:+.4f} "
                      f"({t['ci95'][0]:+.4f}..{t['ci95'][1]:+.4f}; {t['wilcoxon_p']:.2g}; {t['n_patients']}) | "
-                     f"{' / '.join(f'{g:.3f}' for g in c.get('gamma_max_abs', []))} | {' / '.join(f'{x:.3f}' for x in c.get('ratio', []))} |")
+                     f"{' / '.join(f'{g:.3f}' for g in c.get('gamma_max_abs', []))} | "
+                     f"{' / '.join(f'{x:.3f}' for x in c.get('ratio', []))} |")
     Path(f"{args.results}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

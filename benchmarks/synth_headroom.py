@@ -11,7 +11,6 @@ budget given. Writes ``<out>/synth_headroom.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -61,7 +60,8 @@ def main() -> None:
         s = evaluate_patients(net.eval(), data.manifest, fold="test", splits=data.splits, out_dir=str(d / "test"), device="cpu")
         summary = s["summary"]
         rows.append({"epochs": epochs, "train_s": train_s, "test_patients": summary["num_patients"],
-                     "mean_dice": summary["mean_dice"], "per_class": {k: v["dice"]["mean"] for k, v in summary["classes"].items()}})  # fmt: skip
+                     "mean_dice": summary["mean_dice"],
+                     "per_class": {k: v["dice"]["mean"] for k, v in summary["classes"].items()}})  # fmt: skip
     result = {"command": "python benchmarks/synth_headroom.py " + " ".join(sys.argv[1:]), "machine": machine_info(),
               "data": EVIDENCE_DATA, "split_seed": args.split_seed, "train": DEMO_OVERRIDES["train"], "rows": rows}  # fmt: skip
     out = Path(args.out)

@@ -57,7 +57,8 @@ class IAC:
 
         try:
             run_benchmark(out, seeds, epochs, retrain_epochs, n_random, noise_seeds, patients, dataset_dir,
-                          results=results or os.path.join(out, "lth_vs_full"), margin=margin, report_only=report_only, lth_overrides=lth_overrides,
+                          results=results or os.path.join(out, "lth_vs_full"), margin=margin, report_only=report_only,
+                          lth_overrides=lth_overrides,
                           search_overrides=search_overrides, threads=threads, devices=devices, jobs=jobs)
         except ScheduleError as e:  # a failed step (named with its log), or devices/jobs/patients that cannot run
             raise SystemExit(f"error: {e}") from None

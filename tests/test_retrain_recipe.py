@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from bundles.bundle_utils import BUNDLES
 from monai.losses import DiceCELoss
 from monai.networks.nets import BasicUNet
 from torch.utils.data import DataLoader
@@ -15,8 +16,6 @@ from iac_components.bundles.runtime import CellContributionHandler, retrain_para
 from iac_components.genotype import Genotype
 from iac_components.implant import implant_fixed_cells
 from iac_components.search import IACTrainer
-
-from bundles.bundle_utils import BUNDLES
 
 G = Genotype((((0, "conv_3x3"), (1, "skip_connect")), ((0, "sep_conv_3x3"), (2, "avg_pool_3x3")),
               ((1, "dil_conv_3x3"), (3, "max_pool_3x3")), ((2, "sep_conv_5x5"), (4, "dil_conv_5x5"))))

@@ -4,7 +4,8 @@ Figures: importance curves per edge and op; epoch-by-epoch similarity matrices (
 cosine on the continuous importance vector); cosine similarity to the final vector; when each final op and node
 choice emerges; per-edge difficulty; JSD per edge relative to the threshold in force, with the pruning events;
 ops alive and epoch wall-clock; the cells' γ and contribution ``‖γ·cell‖/‖skip‖`` per level (with the retrain's,
-when ``cell_contribution.json`` lies in the run folder); the final genotype as a cell graph. Needs matplotlib (``pip install "iac_components[plot]"``).
+when ``cell_contribution.json`` lies in the run folder); the final genotype as a cell graph. Needs matplotlib
+(``pip install "iac_components[plot]"``).
 
 The emergence and similarity analyses mean most on a full search (``--prune false``): in a pruned search an op
 also leaves the top-k because it was deleted.

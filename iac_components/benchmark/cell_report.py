@@ -255,9 +255,10 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     for k, b in report["bootstrap"].items():
         lines.append(f"| {k} | {b['mean_diff']:+.4f} | {b['ci95'][0]:+.4f}..{b['ci95'][1]:+.4f} |")
     t = report["tost"]
+    rounded = {k: (None if t[k] is None else round(t[k], 5)) for k in ("margin", "value_of_search")}
     lines += ["", "## Equivalence (TOST from the same bootstrap)", "",
-              f"Margin: {t['margin'] if t['margin'] is None else round(t['margin'], 5)} ({t['margin_rule']}; "
-              f"measured value of search over random: {t['value_of_search'] if t['value_of_search'] is None else round(t['value_of_search'], 5)}).  ",
+              f"Margin: {rounded['margin']} ({t['margin_rule']}; measured value of search over random: "
+              f"{rounded['value_of_search']}).  ",
               f"LTH vs full p = {t.get('lth_vs_full_p')}; random vs full (the negative control) p = {t.get('random_vs_full_p')}.  ",
               "Smallest margin at which each passes at 5 %: "
               + ", ".join(f"{k} {v:.4f}" for k, v in t["smallest_margin"].items()) + "."]  # fmt: skip
@@ -265,7 +266,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     if a.get("full_vs_full"):
         f, ch = a["full_vs_full"], a["chance"]
         lines += ["", f"Agreement of full searches across search seeds: edges {f['edges']:.3f}, inputs {f['inputs']:.3f}, "
-                      f"nodes {f['nodes']:.3f} (chance for these ops {ch['edges']:.3f} / {ch['inputs']:.3f} / {ch['nodes']:.3f})."]  # fmt: skip
+                      f"nodes {f['nodes']:.3f} (chance for these ops {ch['edges']:.3f} / {ch['inputs']:.3f} / "
+                      f"{ch['nodes']:.3f})."]  # fmt: skip
     lines += ["", "## Cells", "", "| kind | cell | search seed | mean test Dice | cell parameters |", "|---|---|---|---|---|"]
     for c in sorted(report["cells"], key=lambda c: (c["kind"], -c["mean_dice"])):
         lines.append(f"| {c['kind']} | {c['name']} | {c['seed'] if c['seed'] is not None else ''} | {c['mean_dice']:.4f} | "

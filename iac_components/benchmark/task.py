@@ -1,7 +1,8 @@
 """One step of one benchmark seed in its own process: ``python -m iac_components.benchmark.task '<json>'``.
 
 The JSON holds a :class:`~iac_components.benchmark.runner.SeedRun`'s fields (or, with ``"study": "cells"``, a
-:class:`~iac_components.benchmark.cells.CellStudy`'s), the ``task`` to run and the torch ``threads``; :func:`~iac_components.benchmark.runner.run_benchmark` launches these when it runs steps side by side.
+:class:`~iac_components.benchmark.cells.CellStudy`'s), the ``task`` to run and the torch ``threads``;
+:func:`~iac_components.benchmark.runner.run_benchmark` launches these when it runs steps side by side.
 """
 
 from __future__ import annotations

@@ -430,9 +430,8 @@ def retrain_param_groups(
     Why γ apart: γ starts at 0 and Adam moves a parameter by about its learning rate per step, so in a group at
     the backbone's rate |γ| stays below Σ lr and a trainable backbone absorbs what the cells could add.
     """
-    from iac_components.implant import ImplantedNetwork
-
     from iac_components.distributed import unwrap
+    from iac_components.implant import ImplantedNetwork
 
     network = unwrap(network)  # multi_gpu_retrain.json wraps it in DistributedDataParallel
     lr, mult = float(learning_rate), float(backbone_lr_multiplier)
@@ -469,10 +468,9 @@ class CellContributionHandler:
         engine.add_event_handler(Events.COMPLETED, self)
 
     def __call__(self, engine: Any) -> None:
+        from iac_components.distributed import is_main_process
         from iac_components.search.pruning import contribution_text, measure_cells
         from iac_components.utils import write_json_atomic
-
-        from iac_components.distributed import is_main_process
 
         c = measure_cells(engine)
         if c is None or not is_main_process():

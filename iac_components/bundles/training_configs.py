@@ -1,5 +1,6 @@
 """``train.json``, ``retrain.json``, ``search.json``, ``evaluate.json``, the comparison baselines' configs and the
-``finetune.json`` overlay. Each but the overlay stands alone (``python -m monai.bundle run --config_file <bundle>/configs/search.json`` needs no
+``finetune.json`` overlay. Each but the overlay stands alone
+(``python -m monai.bundle run --config_file <bundle>/configs/search.json`` needs no
 other config), and reads top to bottom as in the MONAI model zoo: paths and devices, data, network, loss,
 optimisers, then the ``train`` / ``validate`` sections, and ``initialize`` / ``run`` / ``finalize``.
 """

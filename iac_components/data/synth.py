@@ -221,7 +221,8 @@ def _acdc_phase(g, p: dict[str, Any], t: float) -> tuple[np.ndarray, dict[str, A
     lab[rv] = 1
     lab[epi] = 2
     lab[cav] = 3
-    return lab, dict(rho=rho, th=th, r_endo=r_endo, r_epi=r_epi, rv_in=rv_in, rv_r=rv_r, rv_R=r_rv * f_r * (1 + wob_r), zn=zn, below=below, cx=cx, cy=cy)
+    return lab, dict(rho=rho, th=th, r_endo=r_endo, r_epi=r_epi, rv_in=rv_in, rv_r=rv_r, rv_R=r_rv * f_r * (1 + wob_r),
+                     zn=zn, below=below, cx=cx, cy=cy)
 
 
 def _acdc_clean(rng: np.random.Generator, lab: np.ndarray, aux: dict[str, Any], g, p: dict[str, Any]) -> np.ndarray:
@@ -679,7 +680,8 @@ def synthesize(dataset: str, out_dir: str | os.PathLike, patients: int = 20, see
         seed: random seed; patient ``i`` depends only on ``(seed, i)``.
         kwargs: size and difficulty (see the module docstring: ``size``, ``slices``, ``spacing``,
             ``slice_spacing``, ``noise``, ``contrast``, ``blur``, ``bias``), and per dataset: ACDC ``frames``,
-            ``test_fraction``, ``label_shift_mm`` (the known-answer variant, :func:`shift_label`); AMOS ``mri_every`` (every n-th case is MRI, 0 for none); MSD ``task``,
+            ``test_fraction``, ``label_shift_mm`` (the known-answer variant, :func:`shift_label`); AMOS ``mri_every``
+            (every n-th case is MRI, 0 for none); MSD ``task``,
             ``channels``, ``class_names``; nnU-Net ``dataset_id``, ``dataset_name``, ``channels``,
             ``class_names``.
 

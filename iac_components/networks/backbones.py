@@ -44,8 +44,8 @@ from monai.networks.nets import AttentionUnet, BasicUNet, BasicUNetPlusPlus, Fle
 
 from iac_components.networks.deep_supervision import DeepSupervisionStack
 from iac_components.networks.nnunet import build_nnunet
-from iac_components.utils import as_bool
 from iac_components.networks.padding import PAD_MODES, PadToMultiple
+from iac_components.utils import as_bool
 
 __all__ = ["BACKBONES", "BackboneSpec", "build_backbone"]
 

@@ -46,9 +46,9 @@ import iac_components.nnunet  # noqa: F401 - registers the adapter for nnU-Net's
 from iac_components.bundles.runtime import retrain_param_groups
 from iac_components.genotype import genotype_cell_config, genotypes_from_doc
 from iac_components.implant import ImplantedNetwork, get_adapter, implant_fixed_cells, implant_search_cells
-from iac_components.search.recipe import SEARCH_RECIPE
 from iac_components.search import IACSearchTrainer, JSDPruningHandler
 from iac_components.search.pruning import PROGRESS
+from iac_components.search.recipe import SEARCH_RECIPE
 
 __all__ = [
     "CosinePerGroup",

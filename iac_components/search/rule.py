@@ -17,7 +17,8 @@ The rule (docs/method.md argues each choice and gives the measurements):
   therefore never binds at a small learning rate and always binds at a large one. Here the threshold in force
   is ``epsilon`` × the largest JSD reachable from the window's first distribution with every logit moved by
   ``±lr·s`` (:meth:`JSDRule.max_jsd`; ≈ ``(lr·s)²/(8 ln 2)`` for a flat distribution): an edge is *moving*
-  while it covers more than about ``√epsilon`` of the largest coherent displacement Adam allows. A random walk of Adam-sized steps covers about
+  while it covers more than about ``√epsilon`` of the largest coherent displacement Adam allows. A random walk of
+  Adam-sized steps covers about
   ``1/√s`` of it (``d/D_max ≈ 1/s``), a consistent drift nearly all of it, at any learning rate; so the window
   must span enough steps that ``1/s`` sits well below ``epsilon`` (the default 32 steps against ε = 0.1).
 * **Stable for ``patience`` checks with the same leaders** (the ops it would keep): a distribution that barely

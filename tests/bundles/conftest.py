@@ -59,7 +59,8 @@ def acdc_trained(tmp_path_factory, acdc_raw) -> Pipeline:
     parent = tmp_path_factory.mktemp("acdc_bundle")
     root = copy_bundle("acdc_iac", parent)
     proc = monai_bundle(
-        "run", "--config_file", "acdc_iac/configs/train.json", "--bundle_root", "acdc_iac", "--dataset_dir", acdc_raw, *SMALL_ARGS, "--epochs", "1",
+        "run", "--config_file", "acdc_iac/configs/train.json", "--bundle_root", "acdc_iac", "--dataset_dir", acdc_raw,
+        *SMALL_ARGS, "--epochs", "1",
         cwd=parent,
     )  # fmt: skip
     return Pipeline(root, acdc_raw, {"train": check_ok(proc)})

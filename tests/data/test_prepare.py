@@ -16,7 +16,6 @@ from iac_components.data.prepare import MANIFEST_NAME, load_manifest, prepare_da
 from iac_components.data.synth import save_nifti
 
 
-
 def _files(cache):
     return sorted(p.relative_to(cache).as_posix() for p in cache.rglob("*") if p.is_file())
 

@@ -268,7 +268,8 @@ def test_a_nan_architecture_parameter_is_named():
     from ignite.engine import Events
 
     engine.add_event_handler(Events.ITERATION_STARTED, poison)
-    with pytest.raises(NonFiniteError, match=r"non-finite architecture parameter cells\.archs\.0\.alphas\.e0_2 \(α\) at epoch 2, iteration 6"):
+    message = r"non-finite architecture parameter cells\.archs\.0\.alphas\.e0_2 \(α\) at epoch 2, iteration 6"
+    with pytest.raises(NonFiniteError, match=message):
         engine.run()
 
 

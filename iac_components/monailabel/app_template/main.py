@@ -22,9 +22,8 @@ import os
 from typing import Dict
 
 import monai.bundle
-from monai.bundle import ConfigParser
-
 import monailabel
+from monai.bundle import ConfigParser
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.tasks.infer_v2 import InferTask
 from monailabel.interfaces.tasks.strategy import Strategy
