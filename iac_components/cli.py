@@ -150,6 +150,27 @@ class Bundles:
                                   json.loads(splits.read_text()) if splits.is_file() else None, d.window_slices)
         print("\n".join(lines))
 
+    def export_program(self, bundle: str, ckpt_dir: str | None = None, input_shape: str | None = None):
+        """Write CKPT_DIR/model.pt2 (default BUNDLE/models): the inference network as a torch.export program (dynamic
+        number of slices), checked against the eager network; inference.json runs it when present, without
+        iac_components. INPUT_SHAPE: "[1, C, H, W, S]" (default from the model's manifest.json)."""
+        import json
+        from pathlib import Path
+
+        from iac_components.bundles.runtime import export_program
+
+        root = Path(bundle) if Path(bundle, "configs").is_dir() else _bundle_dir(bundle)
+        models = Path(ckpt_dir) if ckpt_dir else root / "models"
+        if input_shape is None:
+            manifest = models / "manifest.json"
+            if not manifest.is_file():
+                raise FileNotFoundError(f"no {manifest} to read the input shape from: pass --input_shape \"[1, C, H, W, 16]\"")
+            m = json.loads(manifest.read_text())
+            shape = [1, len(m["channel_names"]), *m["settings"]["spatial_size"], 16]
+        else:
+            shape = json.loads(input_shape) if isinstance(input_shape, str) else list(input_shape)
+        print(export_program(str(root), str(models), shape))
+
     def list(self):
         """The names of the bundles of the collection."""
         from iac_components.bundles.table import all_bundles

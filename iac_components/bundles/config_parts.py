@@ -31,8 +31,8 @@ BOOL = RUNTIME + ".as_bool"
 CHECK_OVERRIDES = "$iac_components.bundles.overrides.check_cli_overrides()"
 #: The same for ``inference.json``, which runs without iac_components from a release: checked where it is installed.
 CHECK_OVERRIDES_IF_INSTALLED = (
-    "$__import__('importlib.util').util.find_spec('iac_components') is None or "
-    "__import__('iac_components.bundles.overrides', fromlist=['check_cli_overrides']).check_cli_overrides()"
+    "$monai.utils.optional_import('iac_components.bundles.overrides', name='check_cli_overrides')[1] and "
+    "monai.utils.optional_import('iac_components.bundles.overrides', name='check_cli_overrides')[0]()"
 )
 
 

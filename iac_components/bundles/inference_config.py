@@ -108,8 +108,16 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
         # torch.compile does not take, so compile runs the eager model (model.pt + genotype.json)
         "compile": False,
         "use_compile": "$str(@compile).lower() in ('true', '1', 'yes')",
+        # models/model.pt2 (a torch.export program, `iac bundles export_program`) runs when it is there, unless
+        # TorchScript or compile is asked for; like model.ts it needs no iac_components
+        "program": "auto",
+        "use_program": (
+            "$not @use_compile and str(@torchscript).lower() not in ('true', '1', 'yes') and "
+            "(str(@program).lower() in ('true', '1', 'yes') or "
+            "(str(@program).lower() == 'auto' and os.path.isfile(@ckpt_dir + '/model.pt2')))"
+        ),
         "use_torchscript": (
-            "$not @use_compile and (str(@torchscript).lower() in ('true', '1', 'yes') or "
+            "$not @use_compile and not @use_program and (str(@torchscript).lower() in ('true', '1', 'yes') or "
             "(str(@torchscript).lower() == 'auto' and not os.path.isfile(@ckpt_dir + '/model.pt')))"
         ),
         "network_def": {
@@ -117,7 +125,7 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
             # off only when model.ts is there to be used: then iac_components is never imported. ckpt_export after a
             # training with another --ckpt_dir (no model.pt here, no model.ts yet) gets the eager network, or
             # fixed_network's one-line error naming the missing genotype.json, never a None network
-            "_disabled_": "$@use_torchscript and os.path.isfile(@ckpt_dir + '/model.ts')",
+            "_disabled_": "$@use_program or (@use_torchscript and os.path.isfile(@ckpt_dir + '/model.ts'))",
             "backbone": spec.backbone.backbone,
             "in_channels": "@in_channels",
             "out_channels": "@out_channels",
@@ -126,8 +134,12 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
             "cell_kwargs": {},  # the cells' width: model.pt's record, else genotype.json's
             "checkpoint": "$@ckpt_dir + '/model.pt'",
         },
+        # an exported program's module refuses train()/eval() (it was exported in eval mode): MONAI's evaluator calls
+        # eval() on its network, so both become no-ops here (plain Python: no iac_components on this path)
         "network": (
-            "$torch.jit.load(@ckpt_dir + '/model.ts', map_location=@device) if @use_torchscript "
+            "$(lambda m: [setattr(m, n, lambda mode=True: m) for n in ('train', 'eval')] and m)("
+            "torch.export.load(@ckpt_dir + '/model.pt2').module().to(@device)) if @use_program "
+            "else torch.jit.load(@ckpt_dir + '/model.ts', map_location=@device) if @use_torchscript "
             "else @network_def.to(@device)"
         ),
         "datalist": datalist,
@@ -168,7 +180,7 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
         "handlers": [
             {
                 "_target_": "CheckpointLoader",
-                "_disabled_": "@use_torchscript",
+                "_disabled_": "$@use_torchscript or @use_program",
                 "load_path": "$@ckpt_dir + '/model.pt'",
                 "load_dict": {"model": "@network"},
                 "map_location": "@device",

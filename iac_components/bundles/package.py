@@ -167,7 +167,7 @@ def package_bundle(
                 shutil.copy2(src, stage / extra)
         (stage / "models").mkdir()
         shutil.copy2(ts, stage / "models" / "model.ts")
-        for f in ("genotype.json",) + (("model.pt",) if include_pt else ()):
+        for f in ("genotype.json", "model.pt2") + (("model.pt",) if include_pt else ()):
             if (models / f).is_file():
                 shutil.copy2(models / f, stage / "models" / f)
         if manifest is not None:

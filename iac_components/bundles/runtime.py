@@ -7,6 +7,7 @@ bundle run is a command a person typed.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -416,6 +417,46 @@ def export_torchscript(bundle_root: str, ckpt_dir: str, input_shape: list[int], 
         os.replace(part, final)
     finally:
         if os.path.exists(part):  # a failed export leaves model.ts as it was and no partial file beside it
+            os.remove(part)
+    return final
+
+
+def export_program(bundle_root: str, ckpt_dir: str, input_shape: list[int], checkpoint: str = "model.pt",
+                   max_slices: int = 1024) -> str:
+    """``<ckpt_dir>/model.pt2``: the inference network (``network_def`` of ``inference.json``, the 2-D network run
+    slice-wise, with ``checkpoint``'s weights) as a ``torch.export`` program, the format meant to follow TorchScript,
+    whose tracing torch deprecates. The number of slices is dynamic (1 to ``max_slices``): the sliding window's last
+    window may be shorter. ``inference.json`` runs it when it is there (without iac_components: the program holds
+    only aten operations). The program is checked against the eager network on a random volume before it replaces
+    the file (atomically)."""
+    from monai.bundle import ConfigParser
+
+    ckpt = os.path.join(str(ckpt_dir), checkpoint)
+    if not os.path.isfile(ckpt):
+        raise _fail(f"no checkpoint at {ckpt} to export: retrain first (configs/retrain.json)")
+    parser = ConfigParser()
+    parser.read_config(os.path.join(str(bundle_root), "configs", "inference.json"))
+    parser.update({"bundle_root": str(bundle_root), "ckpt_dir": str(ckpt_dir), "torchscript": "false", "program": "false"})
+    network = parser.get_parsed_content("network_def")
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    network.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
+    network.eval()
+    example = torch.randn(*[int(v) for v in input_shape])
+    slices = torch.export.Dim("slices", min=1, max=int(max_slices))
+    name = next(iter(inspect.signature(network.forward).parameters))
+    program = torch.export.export(network, (example,), dynamic_shapes={name: {4: slices}})
+    with torch.no_grad():  # the program must compute what the eager network does, on a window shorter than traced
+        check = example[..., : max(1, example.shape[-1] // 2)]
+        diff = float((program.module()(check) - network(check)).abs().max())
+    if not diff <= 1e-3:
+        raise _fail(f"the exported program differs from the eager network by {diff:.3g}; model.pt2 not written")
+    final = os.path.join(str(ckpt_dir), "model.pt2")
+    part = final + ".part"
+    try:
+        torch.export.save(program, part)
+        os.replace(part, final)
+    finally:
+        if os.path.exists(part):
             os.remove(part)
     return final
 

@@ -109,6 +109,9 @@ BLOCK_IAC = textwrap.dedent(
     atexit.register(lambda: print(f"blocked imports: {BlockIAC.attempts}", file=sys.stderr))
     """
 )
+#: what a run that needs no iac_components reports: no attempt, or only the optional probe with which
+#: inference.json's override check looks for the library (monai.utils.optional_import; it runs on when it is absent)
+NO_IAC_IMPORTS = ("blocked imports: []", "blocked imports: ['iac_components']")
 RUN_MONAI_BUNDLE = BLOCK_IAC + "import runpy\nsys.argv[0] = 'monai.bundle'\nrunpy.run_module('monai.bundle', run_name='__main__')\n"
 
 
