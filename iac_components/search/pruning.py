@@ -86,8 +86,8 @@ class JSDPruningHandler:
     trainer's handlers so that a checkpoint holds the epoch's pruning.
 
     Args:
-        epsilon, window, patience, margin, keep_schedule: the rule's numbers (None: the shipped ones,
-            :data:`~iac_components.search.recipe.SEARCH_RECIPE`)
+        epsilon, window, patience, margin, keep_schedule, settle: the rule's numbers (None, settle -1: the shipped
+            ones, :data:`~iac_components.search.recipe.SEARCH_RECIPE`)
             (:class:`~iac_components.search.rule.JSDRule`; ε and the margin are relative to how far Adam can move
             the logits over the window, so they carry across arch learning rates and check cadences).
         interval: architecture steps between checks (None: one check per epoch).
@@ -110,6 +110,7 @@ class JSDPruningHandler:
         patience: int | None = None,
         margin: float | None = None,
         keep_schedule: Sequence[int] | None = None,
+        settle: int | None = -1,
         interval: int | None = None,
         prune: bool | str = True,
         prune_nodes: bool | str = True,
@@ -118,7 +119,7 @@ class JSDPruningHandler:
         terminate: bool | str = True,
         control: Mapping[str, Any] | None = None,
     ) -> None:
-        self.rule = JSDRule(epsilon, window, patience, margin, keep_schedule)
+        self.rule = JSDRule(epsilon, window, patience, margin, keep_schedule, settle)
         self.control = dict(control) if control else None
         if self.control is not None:
             make_control(self.control, 0, self.rule)  # a bad spec fails here, in one line, not at the first check
@@ -148,6 +149,7 @@ class JSDPruningHandler:
     patience = property(lambda self: self.rule.patience)
     margin = property(lambda self: self.rule.margin)
     keep_schedule = property(lambda self: self.rule.keep_schedule)
+    settle = property(lambda self: self.rule.settle)
 
     @property
     def method(self) -> str:

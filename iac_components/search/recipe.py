@@ -24,22 +24,26 @@ class RuleSettings:
         epsilon: movement threshold, a fraction of the largest JSD Adam can produce over the window.
         window: arch steps a comparison spans at least.
         patience: consecutive stable checks with the same leaders before a decision.
-        margin: the lead the kept ops need over the dropped ones, in units of ``2·lr·s`` logits.
-        keep_schedule: op counts an edge steps down through (ends at 1).
+        margin: the lead the kept ops need over the dropped ones, in units of ``2·lr·s`` logits (None: ``√epsilon``).
+        keep_schedule: op counts an edge may be cut to (ends at 1); a cut keeps the smallest whose lead clears the
+            margin.
+        settle: a tie still under the margin after ``settle`` x ``patience`` stable checks with the same leaders is
+            cut by rank (None: never).
         interval: arch steps between checks (None: once per epoch).
     """
 
     epsilon: float = 0.1
     window: int = 32
     patience: int = 2
-    margin: float = 1.0
+    margin: float | None = None
     keep_schedule: tuple[int, ...] = (4, 2, 1)
+    settle: int | None = None
     interval: int | None = None
 
     def rule_kwargs(self) -> dict[str, Any]:
         """The arguments of :class:`~iac_components.search.rule.JSDRule`."""
         return {"epsilon": self.epsilon, "window": self.window, "patience": self.patience, "margin": self.margin,
-                "keep_schedule": tuple(self.keep_schedule)}  # fmt: skip
+                "keep_schedule": tuple(self.keep_schedule), "settle": self.settle}  # fmt: skip
 
     def to_config(self) -> dict[str, Any]:
         """The ``pruning`` entry of ``search.json``."""
@@ -114,5 +118,8 @@ def demo_search() -> SearchRecipe:
         warmup_steps=78,
         epochs=18,
         batch_size=8,
-        rule=replace(SEARCH_RECIPE.rule, epsilon=0.3, margin=0.25, window=16),
+        # the bundles' rule but for two values (docs/method.md, "the demo"): a window of 16 arch steps (the bundles'
+        # 32 is about one epoch of real ACDC's; the demo's epochs have 13), and ties settled after 3 x patience
+        # stable checks (its five ops include two parameter-free ones that α does not tell apart in 18 epochs)
+        rule=replace(SEARCH_RECIPE.rule, window=16, settle=3),
     )

@@ -108,24 +108,24 @@ def next_keep_size(n: int, keep_schedule: Sequence[int]) -> int | None:
 @dataclass
 class Track:
     """What the rule remembers of one edge or node: its records ``(arch_step, lr, logits)`` back to the first one
-    at least ``window`` arch steps old,
-    how many consecutive checks it has been stable, and the names it would have kept at the last check."""
+    at least ``window`` arch steps old, how many consecutive checks it has not been moving (``stable``), and the
+    rankings (names, best first) of its latest checks (``recent``, as many as the longest test looks back)."""
 
     past: list[dict[str, Any]] = field(default_factory=list)
     stable: int = 0
-    top: list[str] | None = None
+    recent: list[list[str]] = field(default_factory=list)
 
     def restart(self) -> None:
-        """After a cut: the stability count starts again (the records stay: JSD compares the names both hold)."""
-        self.stable, self.top = 0, None
+        """After a cut: the counts start again (the records stay: JSD compares the names both hold)."""
+        self.stable, self.recent = 0, []
 
     def state_dict(self) -> dict[str, Any]:
-        return {"past": self.past, "stable": self.stable, "top": self.top}
+        return {"past": self.past, "stable": self.stable, "recent": self.recent}
 
     @classmethod
     def from_state(cls, s: Mapping[str, Any]) -> Track:
         past = [{"step": int(r["step"]), "lr": float(r["lr"]), "logits": dict(r["logits"])} for r in s["past"]]
-        return cls(past, int(s["stable"]), None if s.get("top") is None else list(s["top"]))
+        return cls(past, int(s["stable"]), [list(r) for r in s.get("recent", [])])
 
 
 @dataclass(frozen=True)
@@ -143,6 +143,10 @@ class Verdict:
         stable: consecutive stable checks with the same leaders, this one included.
         moving, leaders_changed, lead_ok: each condition on its own, so that a blocked decision can be
             attributed (``jsd_only``: only the movement test stood in the way).
+        widening: the kept names are those of a window ago and their lead has grown since: the movement goes the
+            decision's way, so it does not hold the decision back.
+        settled: a tie settled by rank (stable with the same leaders for ``settle`` x ``patience`` checks, the
+            lead still under the margin): the search could not tell these ops apart.
     """
 
     status: str
@@ -157,6 +161,8 @@ class Verdict:
     leaders_changed: bool | None = None
     lead_ok: bool | None = None
     jsd_only: bool = False
+    widening: bool = False
+    settled: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON: an infinite lead (nothing to lead) is written as None."""
@@ -209,8 +215,14 @@ class JSDRule:
             shipped one (:class:`~iac_components.search.recipe.RuleSettings`).
         window: arch steps the comparison spans at least (with the latest record that old).
         patience: consecutive stable checks, with the same leaders, before a decision.
-        margin: the lead the kept names need over the dropped ones, in units of ``2·lr·s`` logits.
-        keep_schedule: op counts an edge steps down through; must end at 1.
+        margin: the lead the kept names need over the dropped ones, in units of ``2·lr·s`` logits; None: ``√epsilon``
+            (an edge that passes the movement test covers at most about ``√epsilon`` of Adam's reach, so it cannot
+            close a lead of ``√epsilon·2·lr·s`` within the next window).
+        keep_schedule: op counts an edge may be cut to; must end at 1. A cut keeps the smallest of them whose
+            boundary lead clears the margin.
+        settle: after ``settle`` x ``patience`` consecutive checks without movement and with the same leaders, an
+            edge or node whose lead is still under the margin is cut to the next size by rank (a tie the search
+            cannot resolve); None: never.
         protected_last: op names that may not be an edge's last op (``none``: an edge must compute something).
     """
 
@@ -221,17 +233,21 @@ class JSDRule:
         patience: int | None = None,
         margin: float | None = None,
         keep_schedule: Sequence[int] | None = None,
+        settle: int | None = -1,
         protected_last: Iterable[str] = ("none",),
     ) -> None:
-        # None: the shipped value (iac_components.search.recipe, the one home of the search's numbers)
+        # None (settle: -1): the shipped value (iac_components.search.recipe, the one home of the search's numbers)
         from iac_components.search import recipe
 
         d = recipe.SEARCH_RECIPE.rule
         epsilon = d.epsilon if epsilon is None else epsilon
         window = d.window if window is None else window
         patience = d.patience if patience is None else patience
-        margin = d.margin if margin is None else margin
+        margin = (d.margin if d.margin is not None else math.sqrt(epsilon)) if margin is None else margin
         keep_schedule = d.keep_schedule if keep_schedule is None else keep_schedule
+        settle = d.settle if settle == -1 else settle
+        if settle is not None and int(settle) < 1:
+            raise ValueError(f"settle must be at least 1 (x patience checks) or None (never), got {settle}")
         if not epsilon > 0 or int(window) < 1 or int(patience) < 1 or not margin >= 0:
             raise ValueError(
                 f"need epsilon > 0, window >= 1, patience >= 1, margin >= 0; got {epsilon}, {window}, {patience}, {margin}"
@@ -244,11 +260,12 @@ class JSDRule:
         self.patience = int(patience)
         self.margin = float(margin)
         self.keep_schedule = schedule
+        self.settle = None if settle is None else int(settle)
         self.protected_last = frozenset(protected_last)
 
     def config(self) -> dict[str, Any]:
         return {"epsilon": self.epsilon, "window": self.window, "patience": self.patience, "margin": self.margin,
-                "keep_schedule": list(self.keep_schedule)}
+                "keep_schedule": list(self.keep_schedule), "settle": self.settle}
 
     # --- the scale ------------------------------------------------------------------------------------------
     @staticmethod
@@ -281,12 +298,13 @@ class JSDRule:
         return self.margin * 2.0 * float(lr) * steps
 
     # --- one edge or node -----------------------------------------------------------------------------------
-    def check(self, track: Track, logits: Mapping[str, float], arch_step: int, lr: float, keep: int | None,
+    def check(self, track: Track, logits: Mapping[str, float], arch_step: int, lr: float, sizes: Sequence[int],
               protect: bool = False) -> Verdict:
         """Record ``logits`` (name -> logit over the live names) in ``track`` and judge them.
 
         Args:
-            keep: how many names to keep if decided (None: nothing left to decide).
+            sizes: how many names a cut may keep (those below the number alive count); the smallest whose boundary
+                lead clears the margin, with the same leaders for ``patience`` checks, is kept.
             protect: the names in ``protected_last`` may not be the last one kept (edges).
         """
         names = list(logits)
@@ -297,23 +315,16 @@ class JSDRule:
         old_enough = [n for n, r in enumerate(track.past) if r["step"] <= int(arch_step) - self.window]
         if old_enough:
             del track.past[: old_enough[-1]]  # keep the latest record that is old enough, and the newer ones
-        if keep is None or keep >= len(names):
+        sizes = sorted({int(k) for k in sizes if 0 < int(k) < len(names)})
+        if not sizes:
             return Verdict("undecided", None)
-        order = sorted(range(len(names)), key=lambda n: (protect and keep == 1 and names[n] in self.protected_last,
-                                                         -float(logits[names[n]])))
-        top = [names[n] for n in sorted(order[:keep])]
-        rivals = order[keep:]
-        if protect and keep == 1:
-            # the last op is chosen among the unprotected ones (as the derivation does): it must lead them
-            rivals = [n for n in rivals if names[n] not in self.protected_last]
-        if protect and keep == 1 and names[order[0]] in self.protected_last:
-            lead = float("-inf")  # only protected ops alive: the edge cannot be cut to one
-        elif not rivals:
-            lead = float("inf")  # the only unprotected op: nothing to lead
-        else:
-            lead = float(logits[names[order[keep - 1]]] - logits[names[rivals[0]]])
+        ranking = sorted(logits, key=lambda n: -float(logits[n]))
+        track.recent = (track.recent + [ranking])[-max(self.patience, (self.settle or 0) * self.patience):]
+        nxt = sizes[-1]  # the next size down: what the verdict reports when nothing is cut
+        top = self._kept(names, ranking, nxt, protect)
+        lead = self._lead(logits, nxt, protect)
         if not old_enough:
-            track.stable, track.top = 0, top
+            track.stable = 0
             return Verdict("filling_window", top, lead=lead)
         then = track.past[0]
         steps = max(1, int(arch_step) - then["step"])
@@ -322,27 +333,69 @@ class JSDRule:
         d = jsd(softmax(logits), softmax(before))
         thr, need = self.threshold(rate, steps, before), self.margin_logits(rate, steps)
         moving = d > thr
-        changed = track.top is not None and top != track.top
-        previous = track.stable
-        track.stable = 0 if moving else (1 if changed or track.top is None else previous + 1)
-        track.top = top
+        track.stable = 0 if moving else track.stable + 1
+        then_ranking = sorted(before, key=lambda n: -float(before[n])) if len(before) == len(logits) else None
+
+        def same_leaders(k: int, checks: int) -> bool:
+            recent = track.recent[-checks:]
+            now = self._top(ranking, k, protect)
+            return len(recent) == checks and all(self._top(r, k, protect) == now for r in recent)
+
+        def widening(k: int) -> bool:  # the same kept names as a window ago, further ahead now (by more than rounding)
+            return (then_ranking is not None and self._top(then_ranking, k, protect) == self._top(ranking, k, protect)
+                    and self._lead(logits, k, protect) > self._lead(before, k, protect) + 1e-9)
+
+        for k in sizes:  # the most decisive safe cut first
+            k_lead = self._lead(logits, k, protect)
+            widens = moving and widening(k)
+            if same_leaders(k, self.patience) and (track.stable >= self.patience or widens) and k_lead >= need:
+                return Verdict("cut", self._kept(names, ranking, k, protect), d, thr, steps, k_lead, need, track.stable,
+                               moving, False, True, False, widens)  # fmt: skip
+        changed = not same_leaders(nxt, min(2, len(track.recent)))
+        if self.settle and track.stable >= self.settle * self.patience and same_leaders(nxt, self.settle * self.patience) \
+                and lead > float("-inf"):
+            return Verdict("cut", top, d, thr, steps, lead, need, track.stable, moving, False, False, settled=True)
         lead_ok = lead >= need
         if moving:
             status = "moving"
+        elif changed:
+            status = "leaders_changed"
         elif track.stable < self.patience:
-            status = "leaders_changed" if changed else "waiting"
-        elif not lead_ok:
-            status = "undecided"
+            status = "waiting"
         else:
-            status = "cut"
+            status = "undecided"
         jsd_only = moving and not changed and lead_ok  # same leaders, lead enough: only the movement blocks
         return Verdict(status, top, d, thr, steps, lead, need, track.stable, moving, changed, lead_ok, jsd_only)
 
+    def _top(self, ranking: Sequence[str], k: int, protect: bool) -> frozenset[str]:
+        """The names kept at size ``k`` from a ranking (best first): the ``k`` best, or with ``protect`` and ``k = 1``
+        the best name that may be an edge's last op."""
+        if protect and k == 1:
+            free = [n for n in ranking if n not in self.protected_last]
+            return frozenset(free[:1])
+        return frozenset(ranking[:k])
+
+    def _kept(self, names: Sequence[str], ranking: Sequence[str], k: int, protect: bool) -> list[str]:
+        kept = self._top(ranking, k, protect)
+        return [n for n in names if n in kept]  # in the caller's order
+
+    def _lead(self, logits: Mapping[str, float], k: int, protect: bool) -> float:
+        """The lowest kept logit minus the highest dropped one when keeping the ``k`` best (see :meth:`_top`)."""
+        ranking = sorted(logits, key=lambda n: -float(logits[n]))
+        if protect and k == 1:
+            free = [n for n in ranking if n not in self.protected_last]
+            if not free:
+                return float("-inf")  # only protected names alive: the edge cannot be cut to one
+            return float("inf") if len(free) == 1 else float(logits[free[0]] - logits[free[1]])
+        if k >= len(ranking):
+            return float("inf")
+        return float(logits[ranking[k - 1]] - logits[ranking[k]])
+
     def check_edge(self, track: Track, logits: Mapping[str, float], arch_step: int, lr: float) -> Verdict:
-        return self.check(track, logits, arch_step, lr, next_keep_size(len(logits), self.keep_schedule), protect=True)
+        return self.check(track, logits, arch_step, lr, self.keep_schedule, protect=True)
 
     def check_node(self, track: Track, logits: Mapping[str, float], arch_step: int, lr: float) -> Verdict:
-        return self.check(track, logits, arch_step, lr, 2 if len(logits) > 2 else None)
+        return self.check(track, logits, arch_step, lr, [2] if len(logits) > 2 else [])
 
     # --- one cell -------------------------------------------------------------------------------------------
     def check_cell(
