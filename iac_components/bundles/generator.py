@@ -33,29 +33,55 @@ def _resource(name: str) -> str:
 def _readme(spec: BundleSpec) -> str:
     s = get_settings(spec.dataset.adapter)
     name = spec.name
-    b = f"bundles/{name}"
-    size = list(s.spatial_size) if s.spatial_size else ["H", "W"]
+    custom = spec.dataset.key == "custom"
+    size = list(s.spatial_size) if s.spatial_size else None
     channels = len(s.channel_names) or 1
-    classes = ", ".join(s.class_names) if s.class_names else "from your dataset.json"
-    synth = "acdc" if spec.dataset.key in ("acdc", "custom") else spec.dataset.adapter
-    run = "python -m monai.bundle run --config_file configs"
-    dataset_option = " --dataset msd" if spec.dataset.key == "custom" else ""
+    classes = ", ".join(f"{c} = {v}" for c, v in zip(s.class_names, s.label_values or range(len(s.class_names))))
+    if custom:
+        data_section = (
+            "Your own data, in either of the two layouts users already keep it in, read from the folder's "
+            "`dataset.json`: the nnU-Net v2 raw layout (`DatasetNNN_Name/` with `imagesTr/CASE_0000.nii.gz`, "
+            "`labelsTr/CASE.nii.gz` and a `dataset.json` with `channel_names`, `labels`, `file_ending`) or the "
+            "Medical Segmentation Decathlon's (`dataset.json` with a `training` list of image/label pairs). Channels, "
+            "classes and label values come from `dataset.json`; the in-plane spacing is the data's median, the slice "
+            "size the largest extent after resampling, rounded up to a multiple of 32 (`--spacing`, "
+            "`--spatial_size` to choose). Pass the folder as `--dataset_dir` (`D` below)."
+        )
+        try_it = ("To try the bundle without data, make a synthetic stand-in in nnU-Net's layout first:\n\n"
+                  "```bash\niac synth nnunet /tmp/raw --patients 12 && D=$(ls -d /tmp/raw/Dataset*)\n```")
+        input_desc = ("The case's channels (as `dataset.json` lists them; a multi-channel case as nnU-Net's "
+                      "`CASE_0000.nii.gz`, `CASE_0001.nii.gz`, ... in one folder), normalised as the data's modality "
+                      "asks (CT: clipped and scaled; MRI: z-scored over the image's non-zero voxels).")
+        classes = "as `dataset.json` names them"
+        data_reference = ""
+    else:
+        spacing = " x ".join(str(v) for v in s.spacing)
+        data_section = (
+            f"{spec.dataset.source}, in its official layout; pass its folder as `--dataset_dir` (`D` below; default "
+            f"`{spec.dataset.default_dir}`). Slices are resampled in-plane to {spacing} mm and padded/cropped to "
+            f"{size[0]} x {size[1]} (`--spacing`, `--spatial_size` given to `train.json` carry over to every later "
+            f"workflow). Classes: {classes}. Data terms: `docs/data_license.txt`."
+        )
+        synth = spec.dataset.adapter
+        try_it = ("To try the bundle without the data, make a synthetic stand-in in the same layout first (and add "
+                  "`--spacing` and `--spatial_size` for its small volumes, as `iac demo` does):\n\n"
+                  f"```bash\niac synth {synth} /tmp/raw --patients 20 && D=/tmp/raw\n```")
+        input_desc = f"{channels} channel(s): {spec.dataset.image_description}."
+        data_reference = f"- {spec.dataset.license.split(';', 1)[-1].strip().removeprefix('cite ').rstrip('.')}."
     return _resource("README.md.in").format(
         name=name,
         title=spec.dataset.title,
         backbone=spec.backbone.title,
-        source=spec.dataset.source,
         license=spec.dataset.license,
-        default_dir=spec.dataset.default_dir,
         classes=classes,
-        channels=channels,
-        spacing=" x ".join(str(v) for v in s.spacing) if s.spacing else "the dataset's median",
-        size=" x ".join(str(v) for v in size),
-        b=b,
-        run=run,
-        synth=synth,
-        dataset_option=dataset_option,
-        input_shape=f"[1, {channels}, {size[0]}, {size[1]}, 16]".replace("'", ""),
+        b=f"bundles/{name}",
+        run="python -m monai.bundle run --config_file configs",
+        dataset_dir=" --dataset_dir $D",
+        data_section=data_section,
+        try_it=try_it,
+        input_desc=input_desc,
+        data_reference=data_reference,
+        input_shape=f"[1, {channels}, {size[0] if size else 'H'}, {size[1] if size else 'W'}, 16]",
         epochs_train=spec.dataset.epochs["train"],
         epochs_search=spec.dataset.epochs["search"],
         epochs_retrain=spec.dataset.epochs["retrain"],
@@ -63,11 +89,24 @@ def _readme(spec: BundleSpec) -> str:
     )
 
 
+def _data_license(spec: BundleSpec) -> str:
+    """``docs/data_license.txt``: the data's terms (the zoo asks for it where the data carry terms)."""
+    if spec.dataset.key == "custom":
+        return ("This bundle ships no data. It trains on the user's own dataset, whose terms are the user's to "
+                "respect.\n")
+    return (f"Third party data used by this bundle: {spec.dataset.title}\n\n"
+            f"Source: {spec.dataset.source}\n"
+            f"Terms: {spec.dataset.license}\n\n"
+            "The data are not distributed with this bundle: each user obtains them from the source above and accepts "
+            "its terms there. Models trained on them may carry the same restrictions.\n")
+
+
 def bundle_files(spec: BundleSpec) -> dict[str, str]:
     """Relative path -> text of every file of bundle ``spec``."""
     files = {f"configs/{n}": _text(c) for n, c in render(spec).items()}
     files["configs/logging.conf"] = _resource("logging.conf")
     files["docs/README.md"] = _readme(spec)
+    files["docs/data_license.txt"] = _data_license(spec)
     files["LICENSE"] = _resource("LICENSE")
     return files
 

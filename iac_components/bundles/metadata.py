@@ -63,8 +63,11 @@ def metadata(spec: BundleSpec) -> dict[str, Any]:
         "image_classes": spec.dataset.image_description,
         "label_classes": ", ".join(f"{i}: {c}" for i, c in enumerate(classes)),
         "pred_classes": f"{len(classes)} channels of logits, one per class: " + ", ".join(classes),
-        "eval_metrics": {"mean_dice": None},
+        # no `eval_metrics`: no model trained on the real data is published with the bundle (docs/README.md,
+        # "Performance"); a user who trains one records the mean Dice of its evaluation.json here
         "intended_use": "Research only; not for clinical use.",
+        # MONAI Label serves the bundle (through the app `iac monailabel app` writes; docs/README.md, "MONAI Label")
+        "supported_apps": {"monailabel": "0.8.5"},
         "references": [
             "Benedykciuk E., Wojcik G. M., Denkowski M. Efficient Search of Implantable Adaptive Cells for Medical "
             "Image Segmentation. arXiv:2604.14849 (2026).",

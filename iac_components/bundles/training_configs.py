@@ -224,7 +224,8 @@ def search_config(spec: BundleSpec) -> dict[str, Any]:
             "handlers": [
                 {
                     "_target_": "iac_components.search.JSDPruningHandler",
-                    **{k: f"@pruning#{k}" for k in ("epsilon", "window", "patience", "margin", "keep_schedule", "settle", "interval", "control")},
+                    **{k: f"@pruning#{k}" for k in ("epsilon", "window", "patience", "margin", "keep_schedule", "settle",
+                                                    "interval", "control")},
                     "prune": "@prune",
                     "genotype_path": "@genotype_file",
                     "history_path": "@history_file",
