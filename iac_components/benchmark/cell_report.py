@@ -68,7 +68,7 @@ def emergence(history: Mapping[str, Any], genotype: Mapping[str, Any], group: in
     total = max(1, int(checks[-1]["arch_step"]))
     fractions = []
     for i, j, op in Genotype.from_dict(genotype).edges():
-        key = f"{i}->{j + 2}"
+        key = f"{i}->{j}"
         since = None
         for c in checks:
             alpha = c["alpha"][group].get(key)
