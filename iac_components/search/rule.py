@@ -99,6 +99,11 @@ def _finite_or_none(v: Any) -> Any:
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
+def _ranked(logits: Mapping[str, float]) -> list[str]:
+    """Names best first."""
+    return sorted(logits, key=lambda n: -float(logits[n]))
+
+
 def next_keep_size(n: int, keep_schedule: Sequence[int]) -> int | None:
     """The largest size of ``keep_schedule`` below ``n`` (None when there is none)."""
     smaller = [k for k in keep_schedule if k < n]
@@ -109,11 +114,11 @@ def next_keep_size(n: int, keep_schedule: Sequence[int]) -> int | None:
 class Track:
     """What the rule remembers of one edge or node: its records ``(arch_step, lr, logits)`` back to the first one
     at least ``window`` arch steps old, how many consecutive checks it has not been moving (``stable``), and the
-    rankings (names, best first) of its latest checks (``recent``, as many as the longest test looks back)."""
+    logits of its latest checks (``recent``, as many as the longest test looks back)."""
 
     past: list[dict[str, Any]] = field(default_factory=list)
     stable: int = 0
-    recent: list[list[str]] = field(default_factory=list)
+    recent: list[dict[str, float]] = field(default_factory=list)
 
     def restart(self) -> None:
         """After a cut: the counts start again (the records stay: JSD compares the names both hold)."""
@@ -125,7 +130,7 @@ class Track:
     @classmethod
     def from_state(cls, s: Mapping[str, Any]) -> Track:
         past = [{"step": int(r["step"]), "lr": float(r["lr"]), "logits": dict(r["logits"])} for r in s["past"]]
-        return cls(past, int(s["stable"]), [list(r) for r in s.get("recent", [])])
+        return cls(past, int(s["stable"]), [{k: float(v) for k, v in r.items()} for r in s.get("recent", [])])
 
 
 @dataclass(frozen=True)
@@ -145,8 +150,8 @@ class Verdict:
             attributed (``jsd_only``: only the movement test stood in the way).
         widening: the kept names are those of a window ago and their lead has grown since: the movement goes the
             decision's way, so it does not hold the decision back.
-        settled: a tie settled by rank (stable with the same leaders for ``settle`` x ``patience`` checks, the
-            lead still under the margin): the search could not tell these ops apart.
+        settled: a tie settled by mean logit (the boundary lead under the margin for ``settle`` x ``patience``
+            checks, the names above it unchanged): the search could not tell these ops apart.
     """
 
     status: str
@@ -220,9 +225,9 @@ class JSDRule:
             close a lead of ``√epsilon·2·lr·s`` within the next window).
         keep_schedule: op counts an edge may be cut to; must end at 1. A cut keeps the smallest of them whose
             boundary lead clears the margin.
-        settle: after ``settle`` x ``patience`` consecutive checks without movement and with the same leaders, an
-            edge or node whose lead is still under the margin is cut to the next size by rank (a tie the search
-            cannot resolve); None: never.
+        settle: after ``settle`` x ``patience`` checks in which an edge's or node's boundary lead never cleared the
+            margin while the names above it stayed the same, the place at the boundary goes to the name with the
+            highest mean logit over those checks (a tie the search cannot resolve); None: never.
         protected_last: op names that may not be an edge's last op (``none``: an edge must compute something).
     """
 
@@ -319,7 +324,7 @@ class JSDRule:
         if not sizes:
             return Verdict("undecided", None)
         ranking = sorted(logits, key=lambda n: -float(logits[n]))
-        track.recent = (track.recent + [ranking])[-max(self.patience, (self.settle or 0) * self.patience):]
+        track.recent = (track.recent + [{k: float(v) for k, v in logits.items()}])[-max(self.patience, (self.settle or 0) * self.patience):]
         nxt = sizes[-1]  # the next size down: what the verdict reports when nothing is cut
         top = self._kept(names, ranking, nxt, protect)
         lead = self._lead(logits, nxt, protect)
@@ -339,7 +344,7 @@ class JSDRule:
         def same_leaders(k: int, checks: int) -> bool:
             recent = track.recent[-checks:]
             now = self._top(ranking, k, protect)
-            return len(recent) == checks and all(self._top(r, k, protect) == now for r in recent)
+            return len(recent) == checks and all(self._top(_ranked(r), k, protect) == now for r in recent)
 
         def widening(k: int) -> bool:  # the same kept names as a window ago, further ahead now (by more than rounding)
             return (then_ranking is not None and self._top(then_ranking, k, protect) == self._top(ranking, k, protect)
@@ -352,9 +357,10 @@ class JSDRule:
                 return Verdict("cut", self._kept(names, ranking, k, protect), d, thr, steps, k_lead, need, track.stable,
                                moving, False, True, False, widens)  # fmt: skip
         changed = not same_leaders(nxt, min(2, len(track.recent)))
-        if self.settle and track.stable >= self.settle * self.patience and same_leaders(nxt, self.settle * self.patience) \
-                and lead > float("-inf"):
-            return Verdict("cut", top, d, thr, steps, lead, need, track.stable, moving, False, False, settled=True)
+        tie = self._settled_tie(track, nxt, need, protect) if self.settle else None
+        if tie is not None:
+            return Verdict("cut", [n for n in names if n in tie], d, thr, steps, lead, need, track.stable, moving,
+                           changed, False, settled=True)  # fmt: skip
         lead_ok = lead >= need
         if moving:
             status = "moving"
@@ -366,6 +372,25 @@ class JSDRule:
             status = "undecided"
         jsd_only = moving and not changed and lead_ok  # same leaders, lead enough: only the movement blocks
         return Verdict(status, top, d, thr, steps, lead, need, track.stable, moving, changed, lead_ok, jsd_only)
+
+    def _settled_tie(self, track: Track, k: int, need: float, protect: bool) -> frozenset[str] | None:
+        """The names to keep at size ``k`` when the boundary is a tie the search cannot resolve: over the last
+        ``settle`` x ``patience`` checks the boundary lead never cleared the margin while the names above it stayed
+        the same; the ``k``-th place then goes to the name with the highest mean logit over those checks (the
+        search had that long to separate them and did not). None otherwise."""
+        checks = self.settle * self.patience
+        recent = track.recent[-checks:]
+        if len(recent) < checks or any(self._lead(r, k, protect) >= need for r in recent):
+            return None
+        above = {self._top(_ranked(r), k - 1, protect) if k > 1 else frozenset() for r in recent}
+        if len(above) != 1:
+            return None
+        (kept,) = above
+        names = [n for n in recent[-1] if n not in kept and not (protect and k == 1 and n in self.protected_last)]
+        if not names:
+            return None
+        mean = {n: sum(r[n] for r in recent if n in r) / len(recent) for n in names}
+        return kept | {max(names, key=lambda n: (mean[n], -names.index(n)))}
 
     def _top(self, ranking: Sequence[str], k: int, protect: bool) -> frozenset[str]:
         """The names kept at size ``k`` from a ranking (best first): the ``k`` best, or with ``protect`` and ``k = 1``

@@ -197,21 +197,28 @@ def test_the_default_margin_is_the_square_root_of_epsilon():
     assert JSDRule(epsilon=0.25, margin=0.7).margin == 0.7
 
 
-def test_a_tie_the_search_cannot_resolve_is_settled_by_rank_after_settle_x_patience_checks():
+def test_a_tie_the_search_cannot_resolve_is_settled_after_settle_x_patience_checks():
     lr = 1e-2
     tie = lambda step: [1.0, 0.999, -1.0, -1.0, -1.0, -1.0, -1.0, -1.0]  # noqa: E731 - a and b stay apart by 0.001
     never = [v.status for v in _run(JSDRule(window=10, epsilon=0.1, patience=2, margin=1.0, settle=None), tie, lr)]
     assert "cut" in never[:3]  # the two leaders lead the rest: the edge goes to 2 at once ...
-    track, rule = Track(), JSDRule(window=10, epsilon=0.1, patience=2, margin=1.0, settle=3)
-    statuses = []
-    for n in range(1, 12):
-        logits = dict(zip(["a", "b"], [1.0, 0.999]))
-        v = rule.check_edge(track, logits, n * 10, lr)
-        statuses.append(v.status)
-        if v.status == "cut":
-            break
-    # ... and between the two, after 3 x 2 checks without movement and with the same leader: a, by rank
-    assert statuses[-1] == "cut" and v.settled and v.keep == ["a"] and v.lead < v.margin and len(statuses) == 7
-    unresolved = JSDRule(window=10, epsilon=0.1, patience=2, margin=1.0, settle=None)
-    track = Track()
-    assert all(unresolved.check_edge(track, {"a": 1.0, "b": 0.999}, n * 10, lr).status != "cut" for n in range(1, 12))
+
+    def feed(rule, trajectory, n=12):
+        track, out = Track(), []
+        for k in range(1, n + 1):
+            v = rule.check_edge(track, trajectory(k), k * 10, lr)
+            out.append(v)
+            if v.status == "cut":
+                break
+        return out
+
+    # ... and between the two, after 3 x 2 checks whose lead never cleared the margin: a, by its mean logit
+    v = feed(JSDRule(window=10, epsilon=0.1, patience=2, margin=1.0, settle=3), lambda k: {"a": 1.0, "b": 0.999})
+    assert len(v) == 6 and v[-1].status == "cut" and v[-1].settled and v[-1].keep == ["a"] and v[-1].lead < v[-1].margin
+    # a tie whose order flips every check is settled the same way, by the mean over those checks
+    flip = lambda k: {"a": 1.0 + (0.004 if k % 2 else -0.002), "b": 1.0}  # noqa: E731 - a: mean +0.001 over six
+    v = feed(JSDRule(window=10, epsilon=0.1, patience=2, margin=1.0, settle=3), flip)
+    assert v[-1].settled and v[-1].keep == ["a"]
+    # off (the bundles' default), a tie is never cut
+    assert all(x.status != "cut" for x in feed(JSDRule(window=10, epsilon=0.1, patience=2, margin=1.0, settle=None),
+                                                lambda k: {"a": 1.0, "b": 0.999}))  # fmt: skip
