@@ -30,16 +30,9 @@ DEMO_OVERRIDES: dict[str, dict[str, Any]] = {
         "spatial_size": [64, 64],
     },
     "train": {"epochs": 10, "batch_size": 16, "learning_rate": 3e-3},
-    # a short search on the demo's small data: more arch steps per epoch (batch 8) and a larger arch learning rate,
-    # so that α moves within a few epochs; a warm-up of 78 weight steps (6 epochs), where the cells' contribution
-    # stops growing fast (benchmarks/results/warmup_curve.md); and, because 18 epochs are far from the bundles'
-    # 200, a looser rule than the bundles' defaults, chosen on a recorded full search at this configuration
-    # (benchmarks/results/calibration_demo.md: it prunes the most while its first cuts keep the full search's
-    # final ops; re-run on the current generator with the demo's 5 ops in
-    # benchmarks/results/calibration_demo_5ops_demo.md: its first cuts still all keep them). Even so the demo's
-    # search does not decide the whole cell in 18 epochs; its table says so and lists these overrides. It searches
-    # 5 of the bundles' 8 candidate ops (no 5x5 convolutions, no max pool): its search took 159 s instead of 290 s
-    # on two cores, which brings the demo under 5 minutes (benchmarks/results/demo_intel_xeon.md).
+    # the demo's search: the bundles' recipe with the differences iac_components.search.recipe.demo_search names
+    # (5 of the 8 ops, width 16, batch 8, arch lr 1e-2, a 6-epoch warm-up, a 16-step window, ties settled); the
+    # rule decides the cell within the 18-epoch cap (its table gives the epoch)
     "search": demo_search().overrides(),
     # retrain, evaluate and export read the cell's width (16) from genotype.json, as a user's would
     "retrain": {"epochs": 6, "batch_size": 16, "learning_rate": 1e-3},
@@ -151,6 +144,8 @@ def _summary(out: Path, times: dict[str, float], total: float, bundle: Path) -> 
             "ops_alive_start": history["epochs"][0]["ops_alive"],
             "ops_alive_end": last["ops_alive"],
             "decided_by_pruning": history["decided_at"] is not None,
+            "decided_epoch": history["decided_at"]["epoch"] if history["decided_at"] else None,
+            "decided_arch_step": history["decided_at"]["arch_step"] if history["decided_at"] else None,
             "pruning_events": len(history["events"]),
             "rule": history["rule"],
             "overrides": {k: v for k, v in DEMO_OVERRIDES["search"].items() if k != "epochs"},
@@ -180,8 +175,10 @@ def _summary(out: Path, times: dict[str, float], total: float, bundle: Path) -> 
 
 def _print_table(s: dict[str, Any]) -> None:
     se, d = s["search"], s["dice"]
-    decided = ("yes, by the JSD rule" if se["decided_by_pruning"] else
-               f"no: stopped at max epochs ({se['max_epochs']}); the genotype is derived from α/β there")
+    decided = (f"yes, by the JSD rule at epoch {se['decided_epoch']} of {se['max_epochs']} "
+               f"({se['decided_epoch'] / se['max_epochs']:.2f} of the cap; arch step {se['decided_arch_step']})"
+               if se["decided_by_pruning"] else
+               f"no: stopped at its cap of {se['max_epochs']} epochs; the genotype is derived from α/β there")
     rows = [
         ("search wall-clock", f"{se['wall_clock_s']:.0f} s over {se['epochs']} epochs ({se['arch_steps']} arch steps)"),
         ("cell decided early", decided),
@@ -202,7 +199,10 @@ def _print_table(s: dict[str, Any]) -> None:
                          + ", ‖γ·cell‖/‖skip‖ " + "/".join(f"{r:.3f}" for r in c["ratio"]) + " (levels 0..3)"))
     rows.append(("demo's search settings", ", ".join(
         f"{k} {'/'.join(v) if isinstance(v, list) else v}" for k, v in se["overrides"].items())
-        + " (the bundle ships all 8 ops, epsilon 0.1, margin 1.0 for a 200-epoch search)"))
+        + " (the rest is the bundle's: its rule's epsilon, margin and patience; the demo differs where the bundle's "
+          "would not fit 5 minutes on 2 cores: 5 of 8 ops, width 16, batch 8, a larger arch lr and a warm-up of "
+          "6 epochs for its small data, a window of 16 arch steps for its 13-step epochs, and ties settled after "
+          "3 x patience checks, as skip_connect and avg_pool_3x3 are on some edges; docs/method.md)"))
     rows.append(("what this shows", "the pipeline runs end to end; one seed and a handful of test patients cannot "
                                     "show that cells or the search help (that is `iac benchmark`'s job)"))
     rows.append(("time per stage", ", ".join(f"{k} {v:.0f} s" for k, v in s["step_s"].items())))

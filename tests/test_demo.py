@@ -9,8 +9,7 @@ import pytest
 
 import iac_components.demo as demo
 
-# subprocess and whole-pipeline runs: the slow tier (`pytest -m slow`)
-pytestmark = pytest.mark.slow
+# the whole-pipeline run is in the slow tier (`pytest -m slow`)
 
 
 @pytest.fixture
@@ -23,6 +22,7 @@ def toy_overrides(monkeypatch):
     return o
 
 
+@pytest.mark.slow
 def test_demo_runs_every_step_and_prints_the_summary(tmp_path, toy_overrides, capsys):
     summary = demo.run_demo(tmp_path / "demo", patients=6, seed=0, threads=1)
     out = capsys.readouterr().out
@@ -45,10 +45,29 @@ def test_demo_runs_every_step_and_prints_the_summary(tmp_path, toy_overrides, ca
     assert saved["search"]["epochs"] == 2 and saved["search"]["ops_alive_start"] == 14 * 5
     assert 0.0 <= saved["dice"]["baseline"] <= 1.0 and 0.0 <= saved["dice"]["iac"] <= 1.0
     assert len(saved["cells"]["search"]["ratio"]) == 4 and len(saved["cells"]["retrain"]["gamma_max_abs"]) == 4
-    assert saved["search"]["rule"]["epsilon"] == 0.3  # the demo's own rule overrides, listed in its table
+    assert saved["search"]["rule"]["window"] == 16 and saved["search"]["rule"]["settle"] == 3  # listed in its table
+    decided = next(line for line in out.splitlines() if line.strip().startswith("cell decided early"))
+    if saved["search"]["decided_by_pruning"]:  # the decided epoch as a fraction of the cap, or why not
+        assert f"at epoch {saved['search']['decided_epoch']} of 2 (" in decided and "of the cap" in decided
+    else:
+        assert "stopped at its cap of 2 epochs" in decided
     for key in ("genotype", "search_history", "model_ts"):
         assert (tmp_path / "demo" / saved["outputs"][key].split("/demo/", 1)[1]).exists()
     preds = list((tmp_path / "demo" / "predictions").glob("*.nii.gz"))
     assert len(preds) == 1
     assert summary == saved
 
+
+
+def test_the_table_reports_the_decided_epoch_as_a_fraction_of_the_cap(capsys):
+    """The demo exists to show the method's defining behaviour: a decided cell, and when."""
+    summary = {
+        "search": {"wall_clock_s": 100.0, "epochs": 12, "max_epochs": 18, "arch_steps": 78, "ops_alive_start": 70,
+                   "ops_alive_end": 8, "decided_by_pruning": True, "decided_epoch": 12, "decided_arch_step": 78,
+                   "pruning_events": 19, "rule": {}, "overrides": {"pruning#window": 16}},
+        "dice": {"baseline": 0.85, "iac": 0.87, "diff": None}, "cells": {}, "step_s": {"search": 100.0},
+        "total_s": 250.0, "outputs": {},
+    }  # fmt: skip
+    demo._print_table(summary)
+    out = capsys.readouterr().out
+    assert "yes, by the JSD rule at epoch 12 of 18 (0.67 of the cap; arch step 78)" in out
