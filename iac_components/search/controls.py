@@ -71,8 +71,8 @@ def _entropy_certainty(p: Mapping[str, float]) -> float:
 
 
 class _Control:
-    """The rule's interface for a control: :meth:`check_cell` hands copies of the live logits to ``_decide``
-    (``tracks`` and ``lr`` are not used; a control records no verdicts)."""
+    """A control as a :class:`~iac_components.search.rule.Decider`: :meth:`check_cell` hands copies of the live
+    logits to ``_decide`` (``tracks`` and ``lr`` are not used; a control records no verdicts)."""
 
     def check_cell(self, tracks: CellTracks, alphas: Mapping[str, Mapping[str, float]],
                    betas: Mapping[str, Mapping[str, float]], arch_step: int, lr: float, prune: bool = True,
@@ -87,6 +87,10 @@ class _Control:
     def _decide(self, alphas: dict[str, dict[str, float]], betas: dict[str, dict[str, float]], arch_step: int,
                 prune_nodes: bool) -> list[Cut]:  # fmt: skip
         raise NotImplementedError
+
+    def may_stop(self, arch_step: int) -> bool:
+        """A control ends with the decided cell unless it runs on another search's schedule (RandomCuts)."""
+        return True
 
 
 class RandomCuts(_Control):

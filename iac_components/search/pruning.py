@@ -38,7 +38,7 @@ from iac_components.genotype import edge_key, parse_edge_key, save_genotypes
 from iac_components.search.controls import make_control
 from iac_components.search.engine import SearchEvents
 from iac_components.search.optim import sync_optimizer
-from iac_components.search.rule import CellTracks, JSDRule, jsd, next_keep_size
+from iac_components.search.rule import CellTracks, Decider, JSDRule, jsd, next_keep_size
 from iac_components.utils import as_bool, write_json_atomic
 
 __all__ = ["HISTORY_FORMAT", "JSDPruningHandler", "contribution_text", "jsd", "measure_cells", "next_keep_size"]
@@ -123,7 +123,7 @@ class JSDPruningHandler:
         self.control = dict(control) if control else None
         if self.control is not None:
             make_control(self.control, 0, self.rule)  # a bad spec fails here, in one line, not at the first check
-        self._deciders: list[Any] = []
+        self._deciders: list[Decider] = []
         if interval is not None and int(interval) < 1:
             raise ValueError(f"interval must be at least 1 arch step (or None: once per epoch), got {interval}")
         self.interval = None if interval is None else int(interval)
@@ -247,7 +247,7 @@ class JSDPruningHandler:
                           f"{engine.state.epoch}, arch step {engine.arch_steps}: "
                           f"{'; '.join(str(g) for g in cells.genotypes())}")
             # a control on another search's schedule runs to that schedule's end (an equal budget of arch steps)
-            if self.terminate and all(d.may_stop(engine.arch_steps) for d in self._deciders if hasattr(d, "may_stop")):
+            if self.terminate and all(d.may_stop(engine.arch_steps) for d in self._deciders):
                 engine.terminate()
 
     def _log(self, message: str) -> None:

@@ -38,12 +38,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = [
     "STATUSES",
     "CellTracks",
     "Cut",
+    "Decider",
     "JSDRule",
     "Track",
     "Verdict",
@@ -211,6 +212,19 @@ class CellTracks:
         return out
 
 
+class Decider(Protocol):
+    """What decides a cell's cuts at a check: the JSD rule, or one of the benchmark's controls
+    (:mod:`iac_components.search.controls`). The pruning handler, the replay and the nnU-Net trainer talk to this."""
+
+    def check_cell(self, tracks: CellTracks, alphas: Mapping[str, Mapping[str, float]],
+                   betas: Mapping[str, Mapping[str, float]], arch_step: int, lr: float, prune: bool = True,
+                   prune_nodes: bool = True) -> tuple[dict[str, dict[str, Verdict]], list[Cut]]: ...  # fmt: skip
+
+    def may_stop(self, arch_step: int) -> bool:
+        """Whether the search may end at ``arch_step`` once the cell is decided."""
+        ...
+
+
 class JSDRule:
     """The IAC-LTH rule's numbers and its decisions (see the module docstring).
 
@@ -271,6 +285,10 @@ class JSDRule:
     def config(self) -> dict[str, Any]:
         return {"epsilon": self.epsilon, "window": self.window, "patience": self.patience, "margin": self.margin,
                 "keep_schedule": list(self.keep_schedule), "settle": self.settle}
+
+    def may_stop(self, arch_step: int) -> bool:
+        """The rule's search ends as soon as the cell is decided."""
+        return True
 
     # --- the scale ------------------------------------------------------------------------------------------
     @staticmethod
