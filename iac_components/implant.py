@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from iac_components.cell import FixedCells, IACCells, SearchCells
-from iac_components.genotype import Genotype, load_genotypes
+from iac_components.genotype import Genotype, genotype_cell_config, load_genotypes
 from iac_components.networks.adapters import (
     BackboneAdapter,
     BasicUNetAdapter,
@@ -211,6 +211,10 @@ def implant_fixed_cells(
     """
     adapter = get_adapter(network)
     if isinstance(genotype, (str, os.PathLike)):
+        searched_dims = genotype_cell_config(genotype).get("spatial_dims")
+        if searched_dims is not None and int(searched_dims) != adapter.spatial_dims:
+            raise ValueError(f"{genotype} was searched on a {searched_dims}-D network and this network is "
+                             f"{adapter.spatial_dims}-D: search its cells on this network (configs/search.json)")
         genotype = load_genotypes(genotype, num_levels=adapter.num_skips)
     if baseline_checkpoint is not None:
         load_network_weights(network, baseline_checkpoint, what="train the baseline first: run train.json")
