@@ -283,7 +283,7 @@ def _script(name: str, args: list[str], work: Path) -> dict[str, Any]:
 
 
 def part_throughput(work: Path, dry: bool) -> dict[str, Any]:
-    size = ["--batch", "2", "--size", "64", "--steps", "1"] if dry else ["--batch", "32", "--size", "256", "--steps", "3"]
+    size = ["--batch", "1", "--size", "32", "--steps", "1"] if dry else ["--batch", "32", "--size", "256", "--steps", "3"]
     device = "cpu" if dry else "cuda"
     return {
         "search_vs_reference": _script("bench_throughput", ["--device", device, *size, "--dtypes", "fp32,bf16",
@@ -294,7 +294,7 @@ def part_throughput(work: Path, dry: bool) -> dict[str, Any]:
 
 
 def part_memory(work: Path, dry: bool) -> dict[str, Any]:
-    args = ["--backbones", "unet", "resnet50", "--batch", "2", "--size", "64", "--device", "cpu"] if dry else [
+    args = ["--backbones", "unet", "resnet50", "--batch", "1", "--size", "32", "--device", "cpu"] if dry else [
         "--device", "cuda", "--cap_gb", "80"]  # fmt: skip
     return _script("bench_peak_memory", args, work)
 
