@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -329,7 +330,9 @@ def run_gpu_check(out: str | os.PathLike, dry_run: bool = False, parts: str | No
 
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    names = [p.strip() for p in (parts.split(",") if parts else PARTS) if p.strip()]
+    if isinstance(parts, str):
+        parts = parts.split(",")
+    names = [str(p).strip() for p in (parts or PARTS) if str(p).strip()]  # fire hands "a,b" over as a tuple
     unknown = [p for p in names if p not in PARTS]
     if unknown:
         raise ValueError(f"unknown part(s) {unknown}; the parts are {', '.join(PARTS)}")
@@ -340,11 +343,15 @@ def run_gpu_check(out: str | os.PathLike, dry_run: bool = False, parts: str | No
         box = PARTS[name][1 if dry_run else 0]
         t = time.perf_counter()
         cmd = [sys.executable, "-m", "iac_components.gpu_check", name, str(out)] + (["--dry_run"] if dry_run else [])
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=box, start_new_session=True)
-            rc, tail = proc.returncode, (proc.stderr or "")[-2000:]
-        except subprocess.TimeoutExpired as e:
-            rc, tail = "timeout", str(e.stderr or "")[-2000:]
+            _, err = proc.communicate(timeout=box)
+            rc, tail = proc.returncode, (err or "")[-2000:]
+        except subprocess.TimeoutExpired:
+            # the part's whole process group: torchrun's workers, nnU-Net's and the benchmarks' processes too
+            os.killpg(proc.pid, signal.SIGKILL)
+            _, err = proc.communicate()
+            rc, tail = "timeout", (err or "")[-2000:]
             if not (out / f"{name}.json").is_file():
                 _write(out, name, {"ok": False, "seconds": box, "error": f"over its time box of {box} s"})
         summary["parts"][name] = {"rc": rc, "seconds": round(time.perf_counter() - t, 1), "time_box_s": box,

@@ -203,14 +203,14 @@ def joint_bootstrap(cells: Mapping[str, Mapping[str, float]], a: Sequence[str], 
 
 
 def tost_from_draws(draws: Sequence[float], margin: float) -> dict[str, Any]:
-    """Equivalence within ``±margin`` from bootstrap draws of a difference: ``p_lower`` is the share of draws at or
-    below ``-margin``, ``p_upper`` at or above ``+margin``, ``p_tost`` the larger (equivalent at 5 % when the 90 %
-    interval lies inside the margin). ``smallest_margin``: the narrowest margin at which the two would pass at 5 %
-    (the larger absolute end of the 90 % interval)."""
+    """Equivalence within ``±margin`` from bootstrap draws of a difference: ``p_lower`` is the share of draws below
+    ``-margin``, ``p_upper`` above ``+margin``, ``p_tost`` the larger (equivalent at 5 % when the 90 % interval lies
+    inside the margin). ``smallest_margin``: the narrowest margin at which the two pass at 5 % (the larger absolute
+    end of the 90 % interval)."""
     d = np.asarray(draws, dtype=float)
     if not margin > 0:
         raise ValueError(f"the equivalence margin must be > 0, got {margin}")
     lo, hi = np.percentile(d, [5, 95])
-    p_lower, p_upper = float(np.mean(d <= -margin)), float(np.mean(d >= margin))
+    p_lower, p_upper = float(np.mean(d < -margin)), float(np.mean(d > margin))
     return {"margin": float(margin), "p_lower": p_lower, "p_upper": p_upper, "p_tost": max(p_lower, p_upper),
             "equivalent": bool(max(p_lower, p_upper) < 0.05), "smallest_margin": float(max(abs(lo), abs(hi)))}  # fmt: skip

@@ -45,3 +45,9 @@ def test_the_dry_run_runs_every_part_and_writes_its_file(tmp_path):
     assert parts["nnunet"]["result"]["search"]["arch_steps"] > 0
     assert {r["backbone"] for r in parts["memory"]["result"]["rows"]} == {"unet", "resnet50"}
     assert parts["inference"]["result"]["rows"][0]["seconds"]["cells"]
+
+
+def test_parts_as_fire_hands_them_over():
+    """``--parts a,b`` reaches the function as a tuple; an unknown part among them is still named."""
+    with pytest.raises(ValueError, match="warp_drive"):
+        run_gpu_check("/tmp/never_written", dry_run=True, parts=("search_amp", "warp_drive"))

@@ -222,8 +222,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     lines += [f"| {op} | {v:.4f} |" for op, v in sorted(report["one_op"].items(), key=lambda kv: -kv[1])]
     rs = report.get("random_spread")
     if rs:
+        sd = "-" if rs["sd"] is None else f"{rs['sd']:.4f}"
         lines += ["", f"Random cells (n = {rs['n']}): mean {rs['mean']:.4f}, range {rs['min']:.4f}..{rs['max']:.4f}, "
-                      f"SD across cells {rs['sd']:.4f}."]  # fmt: skip
+                      f"SD across cells {sd}."]  # fmt: skip
     ka = report.get("known_answer")
     if ka:
         w = ka["winner_vs_median_op"]

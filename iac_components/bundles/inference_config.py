@@ -111,10 +111,13 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
         # models/model.pt2 (a torch.export program, `iac bundles export_program`) runs when it is there, unless
         # TorchScript or compile is asked for; like model.ts it needs no iac_components
         "program": "auto",
+        # (auto: only when it is newer than models/model.pt, so that a retrain after an export is not shadowed)
         "use_program": (
             "$not @use_compile and str(@torchscript).lower() not in ('true', '1', 'yes') and "
             "(str(@program).lower() in ('true', '1', 'yes') or "
-            "(str(@program).lower() == 'auto' and os.path.isfile(@ckpt_dir + '/model.pt2')))"
+            "(str(@program).lower() == 'auto' and os.path.isfile(@ckpt_dir + '/model.pt2') and "
+            "(not os.path.isfile(@ckpt_dir + '/model.pt') or "
+            "os.path.getmtime(@ckpt_dir + '/model.pt2') >= os.path.getmtime(@ckpt_dir + '/model.pt'))))"
         ),
         "use_torchscript": (
             "$not @use_compile and not @use_program and (str(@torchscript).lower() in ('true', '1', 'yes') or "

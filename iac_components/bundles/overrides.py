@@ -79,7 +79,8 @@ def unknown_overrides(argv: Sequence[str]) -> list[tuple[str, str | None]]:
     ids = config_ids(files)
     bad = []
     for key in keys:
-        if key in MONAI_RUN_ARGS or key in ids:
+        path = key.replace("::", "#")  # MONAI's separator is '::' since 1.5, '#' still works
+        if key in MONAI_RUN_ARGS or path in ids or path.startswith("_meta_#"):
             continue
         close = difflib.get_close_matches(key, sorted(ids), n=1, cutoff=0.6)
         bad.append((key, close[0] if close else None))

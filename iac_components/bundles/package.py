@@ -146,6 +146,10 @@ def package_bundle(
             f"--config_file {root}/configs/inference.json --bundle_root {root} --key_in_ckpt model --use_trace True ...)"
         )
     pt = models / "model.pt"
+    program = models / "model.pt2"
+    if program.is_file() and pt.is_file() and program.stat().st_mtime < pt.stat().st_mtime:
+        raise ValueError(f"{program} is older than {pt}: export it again (iac bundles export_program) or remove it, "
+                         "so that the release does not ship a program of an earlier model")
     if include_pt and not pt.is_file():
         raise FileNotFoundError(f"{pt}: --include_pt asks for model.pt, and there is none")
     manifest = _release_manifest(root, Path(cache_dir) if cache_dir else root / "cache", models)

@@ -139,7 +139,7 @@ class BundleData:
             raise _fail(str(e).splitlines()[0]) from e
         if is_distributed() and is_main_process():
             barrier()
-        if disjoint_search_folds and self.splits.get("overlapping"):
+        if disjoint_search_folds and not self.splits.get("search_disjoint", True):
             n = len(self.splits["patients"]["train"])
             raise _fail(f"the search needs at least 2 training patients (different ones for its weight and its α/β "
                         f"steps); the datalist has {n}")

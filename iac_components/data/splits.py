@@ -177,10 +177,11 @@ def datalist_splits(
     no validation entries, ``validation`` is drawn from the training patients by its fraction. ``test`` is empty:
     a datalist names the data to train on; evaluation takes its own.
 
-    Too few patients for disjoint folds (MONAI Label users fine-tune from one or two labelled volumes): every
-    training fold holds all the training patients, ``validation`` the given ones or those same patients, and the
-    splits say ``"overlapping": true`` (a search refuses them: its weight and α/β steps need different patients;
-    a fine-tune validates on what it has).
+    Too few patients for disjoint folds (MONAI Label users fine-tune from one or two labelled volumes): with two or
+    more, search-train and search-val stay apart and ``validation`` (when no validation entries are given) holds
+    them all; with one, every fold holds it. The splits then say ``"overlapping": true`` (a fine-tune validates on
+    what it has), and ``"search_disjoint": false`` when the search folds share their patient (a search refuses that:
+    its weight and α/β steps need different patients).
     """
     dataset, patients, subsets, cache_dir = _patients_of(manifest)
     fr = {**DEFAULT_FRACTIONS, **{k: float(v) for k, v in (fractions or {}).items()}}
@@ -192,11 +193,18 @@ def datalist_splits(
     what = f"the training datalist ({dataset})" if dataset else "the training datalist"
     folds: dict[str, list[str]] = {"validation": val}
     overlapping = len(rest) < len(names)
+    search_disjoint = True
     if overlapping:
         if not rest:
             raise DatasetError(f"{what}: no training patient (train#dataset#data is empty)")
-        for f in names:
-            folds[f] = sorted(rest)
+        if len(rest) >= 2:  # the search folds stay apart; validation shares their patients
+            folds["search_train"], folds["search_val"] = sorted(rest[: len(rest) // 2]), sorted(rest[len(rest) // 2 :])
+            if not val:
+                folds["validation"] = sorted(rest)
+        else:  # one patient: every fold is it
+            search_disjoint = False
+            for f in names:
+                folds[f] = sorted(rest)
     else:
         counts = _counts(len(rest), [fr[f] for f in names], what)
         start = 0
@@ -213,6 +221,7 @@ def datalist_splits(
         "official": False,
         "datalist": True,
         "overlapping": overlapping,
+        "search_disjoint": search_disjoint,
         "fractions": {f: fr[f] for f in FOLDS},
         "patients": {f: folds[f] for f in order},
         "cases": {f: sorted(c for p in folds[f] for c in patients[p]) for f in order},

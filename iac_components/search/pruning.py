@@ -66,6 +66,16 @@ def _progress_line(engine: Engine, entry: Mapping[str, Any], prune: bool) -> str
     )
 
 
+def _why(v: Any) -> str:
+    """Why the rule cut, in the words of its verdict (margin and movement; a widening lead; a settled tie)."""
+    lead = f"lead {v.lead:.3g} {'>=' if v.lead >= v.margin else '<'} {v.margin:.3g} logits"
+    if v.settled:
+        return f"a tie settled by mean logit ({lead} for settle x patience checks)"
+    movement = (f"moving (JSD {v.d:.3g} > {v.threshold:.3g} bits) towards the decision" if v.widening else
+                f"JSD {v.d:.3g} < {v.threshold:.3g} bits")
+    return f"{lead}; {movement}"
+
+
 def _device(engine: Engine) -> torch.device:
     return torch.device(getattr(engine.state, "device", None) or "cpu")
 
@@ -231,8 +241,7 @@ class JSDPruningHandler:
                 self._apply(engine, remap)
                 event = {"epoch": engine.state.epoch, "group": g, **cut.to_event(engine.arch_steps)}
                 check["events"].append(event)
-                why = (f"lead {cut.verdict.lead:.3g} >= {cut.verdict.margin:.3g} logits; JSD {cut.verdict.d:.3g} < "
-                       f"{cut.verdict.threshold:.3g} bits" if self.control is None else "not the JSD rule")
+                why = "not the JSD rule" if self.control is not None else _why(cut.verdict)
                 who = "IAC-LTH" if self.control is None else f"Control {self.control['name']}"
                 self._log(
                     f"{who} cut at epoch {event['epoch']}, arch step {event['arch_step']}: {cut.kind} {cut.where} "

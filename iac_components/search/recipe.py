@@ -27,8 +27,9 @@ class RuleSettings:
         margin: the lead the kept ops need over the dropped ones, in units of ``2·lr·s`` logits (None: ``√epsilon``).
         keep_schedule: op counts an edge may be cut to (ends at 1); a cut keeps the smallest whose lead clears the
             margin.
-        settle: a tie still under the margin after ``settle`` x ``patience`` stable checks with the same leaders is
-            cut by rank (None: never).
+        settle: after ``settle`` x ``patience`` checks whose boundary lead never cleared the margin (the names above
+            it unchanged), the boundary place goes to the best mean logit over them: a tie the search cannot resolve
+            (None: never).
         interval: arch steps between checks (None: once per epoch).
     """
 

@@ -130,6 +130,9 @@ class Track:
 
     @classmethod
     def from_state(cls, s: Mapping[str, Any]) -> Track:
+        if "recent" not in s:
+            raise ValueError("the checkpoint's rule state comes from an earlier version of the rule (before the "
+                             "smallest-safe cuts); start the search again without --resume")
         past = [{"step": int(r["step"]), "lr": float(r["lr"]), "logits": dict(r["logits"])} for r in s["past"]]
         return cls(past, int(s["stable"]), [{k: float(v) for k, v in r.items()} for r in s.get("recent", [])])
 
@@ -190,7 +193,8 @@ class Cut:
         as_names = (lambda xs: [int(x) for x in xs]) if self.kind == "node" else list
         return {"arch_step": int(arch_step), "kind": self.kind, "where": self.where, "kept": as_names(self.kept),
                 "dropped": as_names(self.dropped), "lead": _finite_or_none(self.verdict.lead), "margin": self.verdict.margin,
-                "d": self.verdict.d, "threshold": self.verdict.threshold}
+                "d": self.verdict.d, "threshold": self.verdict.threshold, "widening": self.verdict.widening,
+                "settled": self.verdict.settled}
 
 
 class CellTracks:
@@ -400,7 +404,8 @@ class JSDRule:
         recent = track.recent[-checks:]
         if len(recent) < checks or any(self._lead(r, k, protect) >= need for r in recent):
             return None
-        above = {self._top(_ranked(r), k - 1, protect) if k > 1 else frozenset() for r in recent}
+        # the names above the boundary: the plain top k-1 ('none' protection concerns the last op only, k = 1)
+        above = {frozenset(_ranked(r)[: k - 1]) for r in recent}
         if len(above) != 1:
             return None
         (kept,) = above

@@ -88,3 +88,20 @@ def test_train_search_retrain_from_a_datalist(pairs, tmp_path):
     wf = run_workflow(root / "configs" / "retrain.json", epochs=1, **data)
     assert wf.parser.get_parsed_content("train#trainer").state.epoch == 1
     assert torch.load(root / "models" / "model.pt", map_location="cpu", weights_only=True)
+
+
+def test_few_labelled_volumes_give_overlapping_folds_that_keep_the_search_apart(tmp_path):
+    """One or two labelled volumes (MONAI Label): with two the search folds stay disjoint and validation shares
+    them; with one every fold holds it and a search refuses it."""
+    from iac_components.data.splits import datalist_splits
+
+    def manifest(n):
+        return {"dataset": "acdc", "cases": [{"case_id": f"c{i}", "patient_id": f"p{i}", "subset": "training"}
+                                              for i in range(n)]}  # fmt: skip
+
+    two = datalist_splits(manifest(2))
+    assert two["overlapping"] and two["search_disjoint"]
+    assert set(two["patients"]["search_train"]).isdisjoint(two["patients"]["search_val"])
+    assert sorted(two["patients"]["validation"]) == ["p0", "p1"]
+    one = datalist_splits(manifest(1))
+    assert one["overlapping"] and not one["search_disjoint"] and one["patients"]["validation"] == ["p0"]

@@ -60,3 +60,8 @@ def test_monai_bundle_run_refuses_a_typo_before_training(tmp_path):
     assert proc.stderr.strip().splitlines()[-1].startswith("error: unknown override --epochz")
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "cache").exists() and not (tmp_path / "models").exists()
+
+
+def test_monais_double_colon_separator_and_meta_overrides_pass():
+    train = str(BUNDLE / "train.json")
+    assert unknown_overrides(["--config_file", train, "--train::trainer::max_epochs", "2", "--_meta_#version", "9"]) == []

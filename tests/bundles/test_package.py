@@ -100,3 +100,17 @@ def test_package_takes_the_preprocessing_from_beside_the_model_or_from_its_check
     (root / "models" / "manifest.json").write_text(json.dumps({"settings": {"spacing": [2.5, 2.5], "spatial_size": [32, 32]}}))
     r = package_bundle(root, tmp_path / "release2")
     assert json.loads(zipfile.ZipFile(r["zip"]).read("acdc_iac/models/manifest.json"))["settings"]["spacing"] == [2.5, 2.5]
+
+
+def test_a_program_older_than_the_checkpoint_is_not_shipped(tmp_path):
+    import os
+
+    root = _trained_copy(tmp_path)
+    program = root / "models" / "model.pt2"
+    program.write_bytes(b"program stand-in")
+    old = (root / "models" / "model.pt").stat().st_mtime - 60
+    os.utime(program, (old, old))
+    with pytest.raises(ValueError, match="model.pt2 is older than .*model.pt: export it again"):
+        package_bundle(root, tmp_path / "release")
+    os.utime(program, None)
+    assert "acdc_iac/models/model.pt2" in zipfile.ZipFile(package_bundle(root, tmp_path / "r2")["zip"]).namelist()

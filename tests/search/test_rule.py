@@ -222,3 +222,19 @@ def test_a_tie_the_search_cannot_resolve_is_settled_after_settle_x_patience_chec
     # off (the bundles' default), a tie is never cut
     assert all(x.status != "cut" for x in feed(JSDRule(window=10, epsilon=0.1, patience=2, margin=1.0, settle=None),
                                                 lambda k: {"a": 1.0, "b": 0.999}))  # fmt: skip
+
+
+def test_a_tie_below_a_leading_none_is_settled_and_none_is_never_the_last_op():
+    rule = JSDRule(window=10, epsilon=0.1, patience=2, margin=1.0, settle=3)
+    track, v = Track(), None
+    for k in range(1, 30):
+        flip = 0.004 if k % 2 else -0.002
+        v = rule.check_edge(track, {"none": 3.0, "conv": 1.0 + flip, "pool": 1.0}, k * 10, 1e-2)
+        if v.status == "cut":
+            break
+    assert v.status == "cut" and v.settled and v.keep == ["none", "conv"]
+
+
+def test_a_checkpoint_of_the_earlier_rule_is_refused_in_one_line():
+    with pytest.raises(ValueError, match="earlier version of the rule"):
+        Track.from_state({"past": [], "stable": 0, "top": ["a"]})
