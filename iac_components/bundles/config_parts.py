@@ -41,9 +41,9 @@ def dataset_settings(spec: BundleSpec):
 
 
 def run_first(workflow: str) -> str:
-    """The command that makes a workflow's input, for the one-line error when it is missing."""
-    return (f"$'python -m monai.bundle run --config_file <bundle>/configs/{workflow}.json --bundle_root ' + "
-            "os.path.abspath(@bundle_root)")
+    """The command that makes a workflow's input, for the one-line error when it is missing (with the user's own
+    data, folders and geometry: :func:`iac_components.bundles.overrides.run_first_hint`)."""
+    return f"$iac_components.bundles.overrides.run_first_hint('{workflow}', @bundle_root)"
 
 
 def paths_config(spec: BundleSpec) -> dict[str, Any]:

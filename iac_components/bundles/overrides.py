@@ -22,11 +22,36 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["MONAI_RUN_ARGS", "check_cli_overrides", "config_ids", "unknown_overrides"]
+__all__ = ["MONAI_RUN_ARGS", "SHARED_ARGS", "check_cli_overrides", "config_ids", "run_first_hint", "unknown_overrides"]
 
 #: ``monai.bundle run``'s own arguments (not config ids).
 MONAI_RUN_ARGS = frozenset({"run_id", "init_id", "final_id", "meta_file", "config_file", "logging_file", "tracking",
                             "args_file", "workflow_type", "workflow_name"})  # fmt: skip
+
+
+#: Overrides that every workflow of a bundle takes with the same meaning: a hint to run another workflow first
+#: repeats the ones the user gave (their data, folders, geometry, device).
+SHARED_ARGS = ("dataset", "dataset_dir", "cache_dir", "ckpt_dir", "output_dir", "device", "amp", "seed", "split_seed",
+               "split_fractions", "spacing", "spatial_size", "num_workers")  # fmt: skip
+
+
+def run_first_hint(workflow: str, bundle_root: str, argv: Sequence[str] | None = None) -> str:
+    """The command that makes a missing input, for the one-line error: ``python -m monai.bundle run`` of
+    ``workflow`` in this bundle, with the user's own shared overrides (``--ckpt_dir X`` and so on) repeated."""
+    import shlex
+
+    root = os.path.abspath(bundle_root)
+    command = (f"python -m monai.bundle run{' search' if workflow == 'search' else ''} --config_file "
+               f"{shlex.quote(os.path.join(root, 'configs', workflow + '.json'))} --bundle_root {shlex.quote(root)}")
+    argv = list(sys.argv if argv is None else argv)
+    if _is_monai_bundle_run(argv):
+        args = argv[2:]
+        for n, tok in enumerate(args):
+            key, _, inline = tok[2:].partition("=") if tok.startswith("--") else ("", "", "")
+            if key in SHARED_ARGS:
+                value = inline if inline else (args[n + 1] if n + 1 < len(args) else "")
+                command += f" --{key} {shlex.quote(value)}"
+    return command
 
 
 def _as_files(value: str) -> list[str]:

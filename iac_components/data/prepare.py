@@ -400,8 +400,11 @@ def prepare_dataset(
 
 
 def _say(progress: bool, msg: str) -> None:
-    logger.info(msg)
-    if progress:
+    """One line of progress: through the logger when logging shows it (a bundle run), else on stderr (once, not
+    both: a bundle run printed every line twice)."""
+    if logger.hasHandlers() and logger.isEnabledFor(logging.INFO):
+        logger.info(msg)
+    elif progress:
         print(msg, file=sys.stderr, flush=True)
 
 

@@ -65,3 +65,14 @@ def test_monai_bundle_run_refuses_a_typo_before_training(tmp_path):
 def test_monais_double_colon_separator_and_meta_overrides_pass():
     train = str(BUNDLE / "train.json")
     assert unknown_overrides(["--config_file", train, "--train::trainer::max_epochs", "2", "--_meta_#version", "9"]) == []
+
+
+def test_a_hint_to_run_another_workflow_first_keeps_the_users_own_folders():
+    from iac_components.bundles.overrides import run_first_hint
+
+    argv = [MONAI_MAIN, "run", "search", "--config_file", "c.json", "--ckpt_dir", "/tmp/X", "--epochs", "3",
+            "--dataset_dir=/data/acdc", "--spacing", "[2.0, 2.0]"]  # fmt: skip
+    hint = run_first_hint("train", "bundles/acdc_iac", argv)
+    assert hint.startswith("python -m monai.bundle run --config_file ") and "configs/train.json" in hint
+    assert "--ckpt_dir /tmp/X" in hint and "--dataset_dir /data/acdc" in hint and "--spacing '[2.0, 2.0]'" in hint
+    assert "--epochs" not in hint  # the search's own budget is not the baseline's
