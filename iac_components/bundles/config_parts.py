@@ -29,6 +29,12 @@ BOOL = RUNTIME + ".as_bool"
 #: First in every workflow's ``initialize``: a misspelt ``--key`` of ``python -m monai.bundle run`` stops the run
 #: before any work (:mod:`iac_components.bundles.overrides`).
 CHECK_OVERRIDES = "$iac_components.bundles.overrides.check_cli_overrides()"
+#: A CUDA device asked for where there is none: one line (plain Python, so inference.json can use it too).
+CHECK_DEVICE = (
+    "$(_ for _ in ()).throw(SystemExit('error: --device ' + str(@device) + ': no CUDA device is available here (torch "
+    "sees none); pass --device cpu, or run where a GPU is')) if str(@device).startswith('cuda') and not "
+    "torch.cuda.is_available() else None"
+)
 #: The same for ``inference.json``, which runs without iac_components from a release: checked where it is installed.
 CHECK_OVERRIDES_IF_INSTALLED = (
     "$monai.utils.optional_import('iac_components.bundles.overrides', name='check_cli_overrides')[1] and "

@@ -10,6 +10,7 @@ from typing import Any
 
 from iac_components.bundles.config_parts import (
     BUNDLE_ROOT,
+    CHECK_DEVICE,
     CHECK_OVERRIDES_IF_INSTALLED,
     RUNTIME,
     dataset_settings,
@@ -200,7 +201,7 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
             "val_handlers": "@handlers",
             "compile": "@use_compile",
         },
-        "initialize": [CHECK_OVERRIDES_IF_INSTALLED],
+        "initialize": [CHECK_OVERRIDES_IF_INSTALLED, CHECK_DEVICE],
         "run": ["$@evaluator.run()"],
         "finalize": [],
     }

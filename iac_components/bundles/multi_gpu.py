@@ -80,7 +80,7 @@ def multi_gpu_config(spec: BundleSpec, workflow: str) -> dict[str, Any]:
         raise ValueError(f"no multi-GPU overlay for {workflow!r}; one of {MULTI_GPU_WORKFLOWS}")
     config["network"] = (
         "$torch.nn.parallel.DistributedDataParallel(@network_def.to(@device), "
-        "device_ids=[@device] if @device.type == 'cuda' else None)"
+        "device_ids=[@device] if torch.device(@device).type == 'cuda' else None)"
     )
     config.update(_sharded("train#dataloader", "@train#dataset"))
     config.update(_sharded("validate#dataloader", "@validate#dataset", shuffle=False, even=False))

@@ -11,6 +11,7 @@ from typing import Any
 
 from iac_components.bundles.config_parts import (
     BOOL,
+    CHECK_DEVICE,
     CHECK_OVERRIDES,
     IMPORTS,
     RUNTIME,
@@ -82,7 +83,7 @@ def _supervised(spec: BundleSpec, network_def: dict[str, Any], epochs: int, lr: 
             },
         },
         "validate": validate_config(best_file),
-        "initialize": [CHECK_OVERRIDES, "$monai.utils.set_determinism(seed=@seed)"],
+        "initialize": [CHECK_OVERRIDES, CHECK_DEVICE, "$monai.utils.set_determinism(seed=@seed)"],
         "run": ["$@train#trainer.run()"],
         "finalize": [],
     }
@@ -267,7 +268,7 @@ def search_config(spec: BundleSpec) -> dict[str, Any]:
             "load_dict": save_dict,
             "map_location": "@device",
         },
-        "initialize": [CHECK_OVERRIDES, "$monai.utils.set_determinism(seed=@seed)"],
+        "initialize": [CHECK_OVERRIDES, CHECK_DEVICE, "$monai.utils.set_determinism(seed=@seed)"],
         "run": [
             "$@checkpoint.attach(@train#trainer)",
             f"$@checkpoint_loader.attach(@train#trainer) if {BOOL}(@resume) else None",
@@ -333,7 +334,7 @@ def evaluate_config(spec: BundleSpec) -> dict[str, Any]:
         "baseline_def": backbone_config(spec),
         **{f"{b}_def": _comparison_backbone(b) for b in COMPARISON_BASELINES},
         "models": models,
-        "initialize": [CHECK_OVERRIDES],
+        "initialize": [CHECK_OVERRIDES, CHECK_DEVICE],
         "run": [
             f"${RUNTIME}.evaluate_models(@models, @data, @output_dir + '/evaluation', fold=@fold, device=@device, "
             "save_predictions=@save_predictions)"

@@ -76,3 +76,21 @@ def test_a_hint_to_run_another_workflow_first_keeps_the_users_own_folders():
     assert hint.startswith("python -m monai.bundle run --config_file ") and "configs/train.json" in hint
     assert "--ckpt_dir /tmp/X" in hint and "--dataset_dir /data/acdc" in hint and "--spacing '[2.0, 2.0]'" in hint
     assert "--epochs" not in hint  # the search's own budget is not the baseline's
+
+
+@pytest.mark.parametrize("workflow", ["train", "search", "retrain", "evaluate", "inference"])
+def test_a_cuda_device_without_a_gpu_is_one_line(workflow):
+    import json
+
+    import torch
+
+    init = json.loads((BUNDLE / f"{workflow}.json").read_text())["initialize"]
+    assert any("no CUDA device is available here" in e for e in init)
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser({"device": "cuda", "check": next(e for e in init if "no CUDA device" in e)})
+    parser.parse()
+    with pytest.raises(SystemExit, match=r"error: --device cuda: no CUDA device is available here"):
+        parser.get_parsed_content("check")
