@@ -176,6 +176,17 @@ class BundleData:
         return list(self.manifest["settings"]["spacing"])
 
 
+def search_identity(data: BundleData, seed: int, ops: Any, cell_channels: int, partial_k: int) -> dict[str, Any]:
+    """What makes a search this run (saved with its checkpoints; a resume from another run's is refused): the seed,
+    the folds (a digest of the patients of each), the search space."""
+    import hashlib
+    import json
+
+    folds = hashlib.sha256(json.dumps(data.splits.get("patients", {}), sort_keys=True).encode()).hexdigest()[:16]
+    return {"seed": int(seed), "folds": folds, "ops": list(ops), "cell_channels": int(cell_channels),
+            "partial_k": int(partial_k)}  # fmt: skip
+
+
 def loader_batch_size(dataset: Any, batch_size: int) -> int:
     """The batch a training loader can fill (it drops the last incomplete one): ``batch_size``, or fewer when the
     fold has fewer slices (a fine-tune from one labelled volume), per rank under torchrun. A fold with no slice at

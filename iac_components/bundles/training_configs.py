@@ -230,6 +230,7 @@ def search_config(spec: BundleSpec) -> dict[str, Any]:
                     "prune": "@prune",
                     "genotype_path": "@genotype_file",
                     "history_path": "@history_file",
+                    "identity": f"${RUNTIME}.search_identity(@data, @seed, @ops, @cell_channels, @partial_k)",
                 },
                 {"_target_": "StatsHandler", "tag_name": "search_loss", "output_transform": "$lambda output: output['loss']"},
             ],

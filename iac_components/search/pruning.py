@@ -106,6 +106,8 @@ class JSDPruningHandler:
         genotype_path: where the genotype is written (when decided, or when the run ends).
         history_path: where the history is written (every epoch, atomically).
         terminate: stop the engine when the cell is fully decided.
+        identity: what makes this search this run (seed, folds, search space): saved with its checkpoints, and a
+            resume from a checkpoint of another run is refused in one line.
         control: a control in place of the JSD rule, for the benchmark's equal-budget comparisons
             (``{"name": "random_cuts", "schedule": <LTH search_history.json>, "seed": S}`` or
             ``{"name": "sgas", "every": T}``; :mod:`iac_components.search.controls`); None: the rule.
@@ -128,8 +130,10 @@ class JSDPruningHandler:
         history_path: str | os.PathLike | None = None,
         terminate: bool | str = True,
         control: Mapping[str, Any] | None = None,
+        identity: Mapping[str, Any] | None = None,
     ) -> None:
         self.rule = JSDRule(epsilon, window, patience, margin, keep_schedule, settle)
+        self.identity = dict(identity) if identity else None
         self.control = dict(control) if control else None
         if self.control is not None:
             make_control(self.control, 0, self.rule)  # a bad spec fails here, in one line, not at the first check
@@ -383,6 +387,7 @@ class JSDPruningHandler:
             "events": self.events,
             "elapsed": self._elapsed,
             "decided_at": self.decided_at,
+            "identity": self.identity,
             "controls": [d.state_dict() for d in self._deciders] if self.control else None,
         }
 
@@ -400,6 +405,12 @@ class JSDPruningHandler:
         if "tracks" not in state:
             raise ValueError("the checkpoint's pruning state comes from an older version of the handler; "
                              "start the search again without --resume")
+        theirs = state.get("identity")
+        if self.identity and theirs and theirs != self.identity:
+            differ = ", ".join(f"{k} {theirs.get(k)!r} there, {v!r} here" for k, v in self.identity.items()
+                               if theirs.get(k) != v)  # fmt: skip
+            raise SystemExit(f"error: --resume: the newest checkpoint under this run's output folder belongs to another "
+                             f"search ({differ}); give each run its own --output_dir, or start without --resume")
         remap = self.cells.apply_structure(state["structure"])
         self._apply(engine, remap)
         self._tracks = [CellTracks.from_state(t) for t in state["tracks"]]

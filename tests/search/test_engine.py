@@ -325,3 +325,18 @@ def test_a_bf16_search_on_the_cpu_stays_finite_with_dilated_convs():
     )  # fmt: skip
     engine.run()  # a NonFiniteError would stop it
     assert engine.arch_steps == 6 and all(torch.isfinite(p).all() for p in net.parameters())
+
+
+def test_a_checkpoint_of_another_run_is_refused_in_one_line():
+    """Parallel folds writing into one output folder: --resume would take another run's newest checkpoint."""
+    engine, pruning = make_search(max_epochs=1)
+    pruning.identity = {"seed": 0, "folds": "aaaa", "ops": OPS, "cell_channels": 8, "partial_k": 4}
+    state = pruning.state_dict()
+    other, other_pruning = make_search(max_epochs=1)
+    other_pruning.identity = {**pruning.identity, "folds": "bbbb"}
+    with pytest.raises(SystemExit, match=r"error: --resume: the newest checkpoint .* belongs to another search "
+                                         r"\(folds 'aaaa' there, 'bbbb' here\)"):
+        other_pruning.load_state_dict(state)
+    same, same_pruning = make_search(max_epochs=1)
+    same_pruning.identity = dict(pruning.identity)
+    same_pruning.load_state_dict(state)  # the same run resumes
