@@ -128,3 +128,23 @@ def test_cell_gammas_come_from_the_retrained_checkpoint(tmp_path):
     torch.save({"model": {"cells.cells.0.gamma": torch.tensor([0.25]), "cells.cells.1.gamma": torch.tensor([-0.5]),
                           "backbone.w": torch.zeros(2)}}, tmp_path / "model.pt")  # fmt: skip
     assert _gammas(tmp_path / "model.pt") == [0.25, 0.5]
+
+
+def test_benchmark_report_only_with_defaults_leaves_tracked_files_unchanged():
+    """``iac benchmark --report_only`` run from the repository writes under its own run folder
+    (benchmarks/runs/, ignored), never over the committed results."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+
+    def tracked_changes():
+        return subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True,
+                              text=True).stdout  # fmt: skip
+
+    before = tracked_changes()
+    proc = subprocess.run([sys.executable, "-m", "iac_components", "benchmark", "--report_only"], cwd=repo,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert tracked_changes() == before
