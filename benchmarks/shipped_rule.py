@@ -119,7 +119,7 @@ def stage_nnunet(out: Path, seed: int) -> None:
         return
     raw = work / "nnUNet_raw"
     if not raw.is_dir():
-        synthesize("nnunet", raw, patients=40, seed=seed, size=64, slices=(8, 10), dataset_id=502)
+        synthesize("nnunet", raw, patients=20, seed=seed, size=64, slices=(8, 10), dataset_id=502)
     (work / "trainers").mkdir(parents=True, exist_ok=True)
     (work / "trainers" / "shipped_trainers.py").write_text(NNUNET_TRAINERS)
     env = {**os.environ, "nnUNet_raw": str(raw), "nnUNet_preprocessed": str(work / "preprocessed"),
