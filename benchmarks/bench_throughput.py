@@ -38,7 +38,7 @@ from monai.networks.nets import FlexibleUNet  # noqa: E402
 from reference_supernet import ReferenceSupernet  # noqa: E402
 
 from iac_components.genotype import Genotype  # noqa: E402
-from iac_components.implant import get_adapter, implant_fixed_cells, implant_search_cells  # noqa: E402
+from iac_components.implant import get_network_adapter, implant_fixed_cells, implant_search_cells  # noqa: E402
 from iac_components.search import IACSearchTrainer  # noqa: E402
 from iac_components.utils import atomic_write, machine_info, write_json_atomic  # noqa: E402
 
@@ -157,7 +157,7 @@ def main() -> None:
     device = torch.device(args.device)
     classes = 4
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
-    feature_channels = get_adapter(_net(args.backbone, classes)).feature_channels
+    feature_channels = get_network_adapter(_net(args.backbone, classes)).feature_channels
     arms = args.arms.split(",")
     results: dict[str, dict[str, list[float]]] = {d: {a: [] for a in arms} for d in args.dtypes.split(",")}
     batches = _batches(args.steps + 2, args.batch, args.size, classes, device)

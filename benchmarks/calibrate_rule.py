@@ -26,9 +26,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _synthetic import synthetic_baseline  # noqa: E402
 
-from iac_components.benchmark.calibration import SWEEP, sweep_rules  # noqa: E402
 from iac_components.bundles.run import run_workflow  # noqa: E402
 from iac_components.demo import DEMO_OVERRIDES  # noqa: E402
+from iac_components.evidence.calibration import SWEEP, sweep_rules  # noqa: E402
 from iac_components.search.rule import JSDRule  # noqa: E402
 from iac_components.utils import machine_info, write_json_atomic  # noqa: E402
 

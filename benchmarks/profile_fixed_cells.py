@@ -21,7 +21,7 @@ from bench_backbones import _timed  # noqa: E402
 from bench_throughput import GENOTYPE, _net  # noqa: E402
 from monai.losses import DiceCELoss  # noqa: E402
 
-from iac_components.implant import get_adapter, implant_fixed_cells  # noqa: E402
+from iac_components.implant import get_network_adapter, implant_fixed_cells  # noqa: E402
 from iac_components.utils import machine_info, write_json_atomic  # noqa: E402
 
 
@@ -47,7 +47,7 @@ def main() -> None:
     fixed = implant_fixed_cells(_net("resnet50", 4), GENOTYPE, cell_channels=args.width).train()
     rows = {"plain step": _timed(train_step(plain), args.steps), "fixed-cell step": _timed(train_step(fixed), args.steps)}
     with torch.no_grad():
-        feats = get_adapter(fixed.backbone).encode(x)
+        feats = get_network_adapter(fixed.backbone).encode(x)
     levels = []
     for level, cell in enumerate(fixed.cells.cells):
         skip = feats[level].clone().requires_grad_()

@@ -23,9 +23,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from iac_components.benchmark.runner import per_patient_metrics  # noqa: E402
 from iac_components.bundles.run import find_bundle, run_workflow  # noqa: E402
 from iac_components.demo import DEMO_OVERRIDES  # noqa: E402
+from iac_components.evidence.runner import per_patient_metrics  # noqa: E402
 from iac_components.stats import paired_comparison  # noqa: E402
 from iac_components.utils import machine_info, write_json_atomic  # noqa: E402
 

@@ -1,5 +1,5 @@
 """Does the search find anything? The cell study on a task with a known answer, and the op-level ground truth of
-the plain synthetic data (``iac_components.benchmark.cells``, ``cell_report``).
+the plain synthetic data (``iac_components.evidence.cells``, ``cell_report``).
 
 Two studies, each one fold, one baseline and one retrain recipe, the cell the only thing that varies:
 
@@ -29,11 +29,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from iac_components.benchmark.cell_report import render_markdown, study_report
-from iac_components.benchmark.cells import CellStudy, run_study
-from iac_components.benchmark.runner import EVIDENCE_DATA
 from iac_components.bundles.run import find_bundle
 from iac_components.data import synthesize
+from iac_components.evidence.cell_report import render_markdown, study_report
+from iac_components.evidence.cells import CellStudy, run_study
+from iac_components.evidence.runner import EVIDENCE_DATA
 from iac_components.utils import machine_info, write_json_atomic
 
 STUDIES = {"standard": {}, "known_answer": {"label_shift_mm": 14.0}}

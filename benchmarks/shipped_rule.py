@@ -221,7 +221,7 @@ def replay(history: dict[str, Any], rule: Any, replay_fn: Any) -> dict[str, Any]
 
 def stage_report(out: Path, results: Path, commands: list[str]) -> dict[str, Any]:
     """``<results>.json`` / ``.md``: the replays, the live search, the retrained cells, the nnU-Net search."""
-    from iac_components.benchmark.runner import per_patient_metrics
+    from iac_components.evidence.runner import per_patient_metrics
     from iac_components.search.rule import JSDRule, replay_history
     from iac_components.stats import paired_comparison
     from iac_components.utils import machine_info, write_json_atomic

@@ -1,7 +1,7 @@
 """Headroom of the synthetic ACDC stand-in: the baseline U-Net's test Dice at the benchmark's training budget
 against a much longer training on the same data, folds and recipe.
 
-The data and folds are the benchmark's (``iac_components.benchmark.EVIDENCE_DATA``: 15 patients to train on, the
+The data and folds are the benchmark's (``iac_components.evidence.EVIDENCE_DATA``: 15 patients to train on, the
 rest as the test fold; split seed 1); the training is the demo's (``DEMO_OVERRIDES["train"]``) at each epoch
 budget given. Writes ``<out>/synth_headroom.{json,md}``.
 
@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from iac_components.benchmark.runner import EVIDENCE_DATA  # noqa: E402
 from iac_components.bundles.run import find_bundle, run_workflow  # noqa: E402
 from iac_components.demo import DEMO_OVERRIDES  # noqa: E402
+from iac_components.evidence.runner import EVIDENCE_DATA  # noqa: E402
 from iac_components.utils import machine_info, write_json_atomic  # noqa: E402
 
 

@@ -52,8 +52,8 @@ class IAC:
         benchmarks/results/ change only when --results names them). Seeds resume; --report_only pools what finished.
         --devices cuda (every visible GPU), --devices 0,1 or --jobs N (processes per device) run the seeds'
         independent steps side by side, one process each."""
-        from iac_components.benchmark.runner import run_benchmark
-        from iac_components.benchmark.schedule import ScheduleError
+        from iac_components.evidence.runner import run_benchmark
+        from iac_components.evidence.schedule import ScheduleError
 
         try:
             run_benchmark(out, seeds, epochs, retrain_epochs, n_random, noise_seeds, patients, dataset_dir,

@@ -5,7 +5,7 @@ One interface, :func:`implant`, and one small adapter per backbone family. An ad
 ``f_{i+1}``) while the encoder itself is untouched: deeper encoder stages still see the original features.
 
 The adapters (MONAI ``FlexibleUNet``, ``BasicUNet``, ``DynUNet``, and the
-:class:`~iac_components.networks.padding.PadToMultiple` wrapper) and :func:`get_adapter` live in
+:class:`~iac_components.networks.padding.PadToMultiple` wrapper) and :func:`get_network_adapter` live in
 :mod:`iac_components.networks.adapters` and are re-exported here; more backbone families plug in with
 :func:`register_adapter`.
 """
@@ -25,7 +25,7 @@ from iac_components.networks.adapters import (
     BackboneAdapter,
     BasicUNetAdapter,
     FlexibleUNetAdapter,
-    get_adapter,
+    get_network_adapter,
     register_adapter,
 )
 
@@ -35,7 +35,7 @@ __all__ = [
     "FlexibleUNetAdapter",
     "ImplantedNetwork",
     "freeze",
-    "get_adapter",
+    "get_network_adapter",
     "implant",
     "implant_fixed_cells",
     "implant_search_cells",
@@ -66,7 +66,7 @@ class ImplantedNetwork(nn.Module):
 
     def __init__(self, network: nn.Module, cells: IACCells, freeze_backbone: bool = True):
         super().__init__()
-        adapter = get_adapter(network)
+        adapter = get_network_adapter(network)
         if cells.num_levels != adapter.num_skips:
             raise ValueError(
                 f"{cells.num_levels} cells for {type(network).__name__} with {adapter.num_skips} skip connections"
@@ -188,7 +188,7 @@ def implant_search_cells(
     """
     if baseline_checkpoint is not None:
         load_network_weights(network, baseline_checkpoint, what="train the baseline first: run train.json")
-    adapter = get_adapter(network)
+    adapter = get_network_adapter(network)
     cell_kwargs.setdefault("spatial_dims", adapter.spatial_dims)
     return implant(network, SearchCells(adapter.feature_channels, **cell_kwargs), freeze_backbone=freeze_backbone)
 
@@ -209,7 +209,7 @@ def implant_fixed_cells(
         freeze_backbone: by default the retrain fine-tunes the backbone with the cells.
         cell_kwargs: :class:`~iac_components.cell.FixedCells` arguments (``cell_channels``, ``norm``).
     """
-    adapter = get_adapter(network)
+    adapter = get_network_adapter(network)
     if isinstance(genotype, (str, os.PathLike)):
         searched_dims = genotype_cell_config(genotype).get("spatial_dims")
         if searched_dims is not None and int(searched_dims) != adapter.spatial_dims:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from iac_components.benchmark.genotypes import genotype_agreement, random_genotype
+from iac_components.evidence.genotypes import genotype_agreement, random_genotype
 from iac_components.genotype import Genotype
 from iac_components.stats import paired_comparison, per_patient_dice
 
@@ -65,8 +65,8 @@ def _seed_result(seed: int, patients: list[str], lift: float, noise: bool = Fals
 
 def test_pooled_report_pairs_per_seed_and_patient_in_the_stable_shape():
     """Each seed draws its own folds: one unit per (seed, test patient); the JSON has the documented keys."""
-    from iac_components.benchmark.genotypes import chance_agreement
-    from iac_components.benchmark.report import pooled_report, render_markdown
+    from iac_components.evidence.genotypes import chance_agreement
+    from iac_components.evidence.report import pooled_report, render_markdown
 
     r = pooled_report([_seed_result(1, ["p1", "p2", "p3"], 0.001, noise=True), _seed_result(2, ["p3", "p4", "p5", "p6"], 0.001)])
     assert r["units"] == {"pairs": 7, "distinct_patients": 6}
@@ -98,7 +98,7 @@ def test_pooled_report_pairs_per_seed_and_patient_in_the_stable_shape():
 def test_truncated_genotype_and_per_patient_metrics(tmp_path):
     """The truncated control derives from the last recorded check at or before LTH's stop; the per-patient
     metrics average a patient's cases."""
-    from iac_components.benchmark.runner import per_patient_metrics, truncated_genotype
+    from iac_components.evidence.runner import per_patient_metrics, truncated_genotype
 
     def check(step, best):
         alpha = {f"{i}->{j}": {"conv_3x3": 1.0 if best == "conv" else 0.0, "skip_connect": 0.5}
@@ -123,7 +123,7 @@ def test_truncated_genotype_and_per_patient_metrics(tmp_path):
 def test_cell_gammas_come_from_the_retrained_checkpoint(tmp_path):
     import torch
 
-    from iac_components.benchmark.runner import _gammas
+    from iac_components.evidence.runner import _gammas
 
     torch.save({"model": {"cells.cells.0.gamma": torch.tensor([0.25]), "cells.cells.1.gamma": torch.tensor([-0.5]),
                           "backbone.w": torch.zeros(2)}}, tmp_path / "model.pt")  # fmt: skip

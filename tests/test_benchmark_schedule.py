@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from iac_components.benchmark.runner import SeedRun, cell_macs_per_epoch, seed_tasks
-from iac_components.benchmark.schedule import ScheduleError, Slot, device_slots, run_graph, topological
+from iac_components.evidence.runner import SeedRun, cell_macs_per_epoch, seed_tasks
+from iac_components.evidence.schedule import ScheduleError, Slot, device_slots, run_graph, topological
 
 # a task writes when it started and ended and what its slot's environment said, sleeping in between
 TASK = (
@@ -104,7 +104,7 @@ def test_cell_macs_per_epoch_counts_the_structure_each_epoch_started_with():
 
 
 def test_impossible_options_stop_the_benchmark_before_any_data_is_written(tmp_path):
-    from iac_components.benchmark.runner import run_benchmark
+    from iac_components.evidence.runner import run_benchmark
 
     with pytest.raises(ScheduleError, match=r"^patients=10: the benchmark trains and searches on 15 patients"):
         run_benchmark(out=tmp_path / "b", seeds="1", patients=10, results=tmp_path / "r")
@@ -114,7 +114,7 @@ def test_impossible_options_stop_the_benchmark_before_any_data_is_written(tmp_pa
 
 
 def test_a_step_interrupted_after_its_first_checkpoint_runs_again(tmp_path, monkeypatch):
-    import iac_components.benchmark.runner as runner
+    import iac_components.evidence.runner as runner
 
     calls = []
     monkeypatch.setattr(runner, "run_workflow", lambda config, run_id, log, overrides: calls.append(config.name))
@@ -130,7 +130,7 @@ def test_a_step_interrupted_after_its_first_checkpoint_runs_again(tmp_path, monk
 
 def test_each_retrain_arm_trains_the_cell_it_names(tmp_path, monkeypatch):
     """random_<k> draws a random cell; random_cuts retrains what its control search wrote; no_cells has none."""
-    import iac_components.benchmark.runner as runner
+    import iac_components.evidence.runner as runner
 
     seen = {}
 

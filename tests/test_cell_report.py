@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from iac_components.benchmark.cell_report import emergence, recovery, study_report
-from iac_components.benchmark.cells import arm_kind, chain_genotype, random_genotype_over
+from iac_components.evidence.cell_report import emergence, recovery, study_report
+from iac_components.evidence.cells import arm_kind, chain_genotype, random_genotype_over
 from iac_components.genotype import Genotype
 
 OPS = ("skip_connect", "avg_pool_3x3", "conv_3x3", "sep_conv_3x3", "dil_conv_3x3")

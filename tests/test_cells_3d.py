@@ -10,7 +10,7 @@ import pytest
 import torch
 from monai.networks.nets import BasicUNet, DynUNet
 
-from iac_components.benchmark.genotypes import random_genotype
+from iac_components.evidence.genotypes import random_genotype
 from iac_components.genotype import save_genotypes
 from iac_components.implant import implant_fixed_cells, implant_search_cells
 

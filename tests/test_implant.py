@@ -5,7 +5,7 @@ import torch
 from monai.networks.nets import BasicUNet, FlexibleUNet
 
 from iac_components.genotype import Genotype
-from iac_components.implant import get_adapter, implant_fixed_cells, implant_search_cells, load_network_weights
+from iac_components.implant import get_network_adapter, implant_fixed_cells, implant_search_cells, load_network_weights
 
 G = Genotype(tuple(((0, "conv_3x3"), (1, "sep_conv_3x3")) for _ in range(4)))
 
@@ -57,7 +57,7 @@ def test_cells_do_not_change_deeper_encoder_features(make):
 @pytest.mark.parametrize("make", NETWORKS.values(), ids=NETWORKS.keys())
 def test_adapter_reads_feature_channels_from_the_network(make):
     net = make().eval()
-    adapter = get_adapter(net)
+    adapter = get_network_adapter(net)
     with torch.no_grad():
         feats = adapter.encode(torch.randn(1, 1, 32, 32))
     assert adapter.feature_channels == [f.shape[1] for f in feats][: adapter.num_skips + 1]

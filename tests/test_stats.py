@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from iac_components.benchmark.genotypes import chance_agreement, genotype_agreement, random_genotype
+from iac_components.evidence.genotypes import chance_agreement, genotype_agreement, random_genotype
 from iac_components.stats import tost_paired
 
 

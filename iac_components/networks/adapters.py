@@ -10,7 +10,7 @@ re-runs the network's own submodules in that shape.
 * :class:`DynUNetAdapter`: MONAI ``DynUNet`` (recursive skip layers), the nnU-Net backbone;
 * :class:`PadToMultipleAdapter`: :class:`~iac_components.networks.padding.PadToMultiple` around any of these.
 
-:func:`get_adapter` picks the adapter from the table :data:`ADAPTERS`, written out below (nothing registers
+:func:`get_network_adapter` picks the adapter from the table :data:`ADAPTERS`, written out below (nothing registers
 itself on import). Another backbone family plugs in with :func:`register_adapter`, called explicitly.
 """
 
@@ -33,7 +33,7 @@ __all__ = [
     "DynUNetAdapter",
     "FlexibleUNetAdapter",
     "PadToMultipleAdapter",
-    "get_adapter",
+    "get_network_adapter",
     "register_adapter",
 ]
 
@@ -191,7 +191,7 @@ class PadToMultipleAdapter(BackboneAdapter):
 
     def __init__(self, network: PadToMultiple):
         super().__init__(network)
-        self.inner = get_adapter(network.network)
+        self.inner = get_network_adapter(network.network)
 
     @property
     def feature_channels(self) -> list[int]:
@@ -214,17 +214,17 @@ class PadToMultipleAdapter(BackboneAdapter):
 
 
 ADAPTERS: list[type[BackboneAdapter]] = [PadToMultipleAdapter, DynUNetAdapter, BasicUNetAdapter, FlexibleUNetAdapter]
-"""The adapters :func:`get_adapter` tries, first match wins; :func:`register_adapter` adds to the front."""
+"""The adapters :func:`get_network_adapter` tries, first match wins; :func:`register_adapter` adds to the front."""
 
 
 def register_adapter(cls: type[BackboneAdapter]) -> type[BackboneAdapter]:
-    """Make :func:`get_adapter` use ``cls`` for networks of ``cls.network_types`` (usable as a class decorator).
+    """Make :func:`get_network_adapter` use ``cls`` for networks of ``cls.network_types`` (usable as a class decorator).
     Later registrations win, so a more specific adapter can be registered after a general one."""
     ADAPTERS.insert(0, cls)
     return cls
 
 
-def get_adapter(network: nn.Module) -> BackboneAdapter:
+def get_network_adapter(network: nn.Module) -> BackboneAdapter:
     """The adapter for ``network``.
 
     Raises:

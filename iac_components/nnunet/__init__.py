@@ -28,9 +28,9 @@ except ImportError as e:  # pragma: no cover - the message is the point
         "iac_components.nnunet needs nnU-Net v2: pip install -e \".[nnunet]\" (or pip install nnunetv2)"
     ) from e
 
-from iac_components.nnunet.network import NNUNetAdapter, register_nnunet_adapter
+from iac_components.nnunet.network import NNUNetNetworkAdapter, register_nnunet_adapter
 
-__all__ = ["NNUNetAdapter", "TRAINERS_DIR", "trainers_dir"]
+__all__ = ["NNUNetNetworkAdapter", "TRAINERS_DIR", "trainers_dir"]
 
 #: The folder to put in ``nnUNet_extTrainer``: it holds one module that re-exports this package's trainers.
 TRAINERS_DIR = Path(__file__).resolve().parent / "trainers_dir"

@@ -11,10 +11,10 @@ from dynamic_network_architectures.architectures.unet import PlainConvUNet, Resi
 
 from iac_components.networks.adapters import ADAPTERS, BackboneAdapter, register_adapter
 
-__all__ = ["NNUNetAdapter", "register_nnunet_adapter"]
+__all__ = ["NNUNetNetworkAdapter", "register_nnunet_adapter"]
 
 
-class NNUNetAdapter(BackboneAdapter):
+class NNUNetNetworkAdapter(BackboneAdapter):
     """nnU-Net's U-Nets: features ``f_0..f_n`` are the encoder's stage outputs, ``f_n`` the bottleneck. The decoder
     returns one map, or the deep-supervision list (largest first) while ``decoder.deep_supervision`` is on."""
 
@@ -40,6 +40,6 @@ class NNUNetAdapter(BackboneAdapter):
 
 
 def register_nnunet_adapter() -> None:
-    """Put :class:`NNUNetAdapter` in the adapters' table once (importing :mod:`iac_components.nnunet` does)."""
-    if NNUNetAdapter not in ADAPTERS:
-        register_adapter(NNUNetAdapter)
+    """Put :class:`NNUNetNetworkAdapter` in the adapters' table once (importing :mod:`iac_components.nnunet` does)."""
+    if NNUNetNetworkAdapter not in ADAPTERS:
+        register_adapter(NNUNetNetworkAdapter)

@@ -45,7 +45,7 @@ from torch._dynamo import OptimizedModule
 import iac_components.nnunet  # noqa: F401 - registers the adapter for nnU-Net's networks
 from iac_components.bundles.runtime import retrain_param_groups
 from iac_components.genotype import genotype_cell_config, genotypes_from_doc
-from iac_components.implant import ImplantedNetwork, get_adapter, implant_fixed_cells, implant_search_cells
+from iac_components.implant import ImplantedNetwork, get_network_adapter, implant_fixed_cells, implant_search_cells
 from iac_components.search import IACSearchTrainer, JSDPruningHandler
 from iac_components.search.pruning import PROGRESS
 from iac_components.search.recipe import SEARCH_RECIPE
@@ -336,7 +336,7 @@ class nnUNetTrainerIAC(_IACTrainerBase):
         if not iac:
             raise ValueError("the plans' configuration has no 'iac' entry: this model folder was not written by "
                              "nnUNetTrainerIAC (its plans.json carries the cells)")
-        genotypes = genotypes_from_doc(iac["genotype"], get_adapter(base).num_skips, source="the plans' iac entry")
+        genotypes = genotypes_from_doc(iac["genotype"], get_network_adapter(base).num_skips, source="the plans' iac entry")
         return implant_fixed_cells(base, genotypes, cell_channels=int(iac["cell_channels"]), freeze_backbone=False)
 
     def on_train_start(self) -> None:

@@ -7,7 +7,7 @@ import torch
 from monai.losses import DiceCELoss
 from monai.networks.nets import BasicUNetPlusPlus, DynUNet
 
-from iac_components.implant import get_adapter
+from iac_components.implant import get_network_adapter
 from iac_components.networks import (
     DeepSupervisionStack,
     DynUNetAdapter,
@@ -101,7 +101,7 @@ def test_build_nnunet_follows_the_plan(nnunet):
 
 @pytest.mark.parametrize("training", [True, False])
 def test_adapter_reproduces_dynunet_forward_exactly(nnunet, training):
-    adapter = get_adapter(nnunet)
+    adapter = get_network_adapter(nnunet)
     assert isinstance(adapter, DynUNetAdapter)
     assert adapter.feature_channels == [32, 64, 128, 256, 512] and adapter.num_skips == 4
     x = torch.randn(2, 2, 64, 64)

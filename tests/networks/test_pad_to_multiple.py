@@ -10,7 +10,7 @@ import torch.nn as nn
 from monai.networks.nets import AttentionUnet, BasicUNet, BasicUNetPlusPlus, DynUNet, FlexibleUNet
 
 from iac_components.genotype import Genotype
-from iac_components.implant import ImplantedNetwork, get_adapter, implant_fixed_cells
+from iac_components.implant import ImplantedNetwork, get_network_adapter, implant_fixed_cells
 from iac_components.networks import PadToMultiple, PadToMultipleAdapter, build_nnunet, crop_to, size_multiple
 
 GENOTYPE = Genotype(
@@ -103,7 +103,7 @@ def test_trace_at_one_size_runs_at_another():
 
 def test_implanting_sees_through_the_wrapper_and_keeps_predictable_keys():
     wrapped = PadToMultiple(build_nnunet(1, 2, patch_size=(32, 32), deep_supervision=False))
-    adapter = get_adapter(wrapped)
+    adapter = get_network_adapter(wrapped)
     assert isinstance(adapter, PadToMultipleAdapter)
     assert adapter.feature_channels == [32, 64, 128, 256] and adapter.spatial_dims == 2
     net = implant_fixed_cells(wrapped, GENOTYPE, cell_channels=8)

@@ -14,8 +14,8 @@ from dynamic_network_architectures.architectures.unet import PlainConvUNet, Resi
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager  # noqa: E402
 
 from iac_components.genotype import GENOTYPE_FORMAT, Genotype  # noqa: E402
-from iac_components.implant import get_adapter, implant_fixed_cells, implant_search_cells  # noqa: E402
-from iac_components.nnunet import NNUNetAdapter  # noqa: E402
+from iac_components.implant import get_network_adapter, implant_fixed_cells, implant_search_cells  # noqa: E402
+from iac_components.nnunet import NNUNetNetworkAdapter  # noqa: E402
 from iac_components.nnunet.trainers import (  # noqa: E402
     CosinePerGroup,
     load_nnunet_weights,
@@ -59,8 +59,8 @@ def _plain_unet(deep_supervision: bool) -> PlainConvUNet:
 
 def test_adapter_reads_the_encoders_stages():
     net = _plain_unet(True)
-    adapter = get_adapter(net)
-    assert isinstance(adapter, NNUNetAdapter)
+    adapter = get_network_adapter(net)
+    assert isinstance(adapter, NNUNetNetworkAdapter)
     assert adapter.feature_channels == [8, 16, 32, 64] and adapter.num_skips == 3 and adapter.spatial_dims == 2
     features = adapter.encode(torch.randn(1, 2, 32, 32))
     assert [f.shape[1] for f in features] == [8, 16, 32, 64] and features[0].shape[2:] == (32, 32)

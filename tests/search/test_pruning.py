@@ -260,7 +260,7 @@ def test_leaders_that_keep_swapping_are_not_a_decision():
 def test_replaying_the_rule_on_a_full_history_finds_the_same_first_cuts(tmp_path):
     """The calibration sweep replays the rule on a full search's recorded checks; for each edge's first decision
     that replay is exact: it matches what the handler does in a real pruned run on the same trajectory."""
-    from iac_components.benchmark.calibration import replay_rule
+    from iac_components.evidence.calibration import replay_rule
 
     shifted = {edge_key(i, j): _by_name(RANKED[(i + j) % 8:] + RANKED[:(i + j) % 8]) for j in range(2, 6) for i in range(j)}
     rule = {"epsilon": 0.1, "window": 4, "patience": 2, "margin": 0.5}

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from iac_components.benchmark.genotypes import chance_agreement, genotype_agreement
+from iac_components.evidence.genotypes import chance_agreement, genotype_agreement
 from iac_components.genotype import Genotype
 from iac_components.stats import paired_comparison, tost_paired
 
@@ -99,7 +99,7 @@ def _processes(config: dict[str, Any], machine: dict[str, Any]) -> str:
 
 
 def pooled_report(results: list[dict[str, Any]], margin: float = 0.005) -> dict[str, Any]:
-    """Pool the finished seeds (each a :func:`~iac_components.benchmark.runner.run_seed` result)."""
+    """Pool the finished seeds (each a :func:`~iac_components.evidence.runner.run_seed` result)."""
     results = [r for r in results if r.get("arms")]
     report: dict[str, Any] = {"seeds": [r["seed"] for r in results], "comparisons": {}, "agreement": {}}
     if not results:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from iac_components.benchmark.genotypes import genotype_agreement
+from iac_components.evidence.genotypes import genotype_agreement
 from iac_components.genotype import Genotype, edge_key
 from iac_components.search.rule import JSDRule, replay_history
 

@@ -1,7 +1,7 @@
 """The cell study's report: the cell as the unit, a known answer for the search, and equivalence margins stated
 against what searching is measured to be worth.
 
-Input: one or more :meth:`~iac_components.benchmark.cells.CellStudy.collect` documents (``study.json``). Output
+Input: one or more :meth:`~iac_components.evidence.cells.CellStudy.collect` documents (``study.json``). Output
 (``search_matters.json``), whatever the figures say::
 
     {"cells": [{"kind": "one_op" | "random" | "full" | "lth" | "control" | "reference", "name", "seed",
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from iac_components.benchmark.genotypes import chance_agreement, genotype_agreement
+from iac_components.evidence.genotypes import chance_agreement, genotype_agreement
 from iac_components.genotype import Genotype
 from iac_components.stats import cell_level_test, joint_bootstrap, tost_from_draws
 

@@ -16,7 +16,7 @@ For each seed (its own patient-level folds, ``split_seed = seed``), on synthetic
 5. every arm evaluated per patient on the test fold in the original grid.
 
 Steps whose outputs exist are not run again, so an interrupted benchmark resumes. Each seed's results go to
-``<out>/seed<S>/result.json``; :func:`~iac_components.benchmark.report.pooled_report` pools whatever seeds
+``<out>/seed<S>/result.json``; :func:`~iac_components.evidence.report.pooled_report` pools whatever seeds
 have finished.
 """
 
@@ -35,10 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from iac_components.benchmark.genotypes import random_genotype
-from iac_components.benchmark.schedule import ScheduleError, Slot, device_slots, run_graph, topological
 from iac_components.bundles.run import find_bundle, run_workflow
 from iac_components.demo import DEMO_OVERRIDES
+from iac_components.evidence.genotypes import random_genotype
+from iac_components.evidence.schedule import ScheduleError, Slot, device_slots, run_graph, topological
 from iac_components.genotype import derive_from_logits, load_genotypes, save_genotypes
 from iac_components.utils import atomic_write, machine_info, write_json_atomic
 
@@ -309,13 +309,13 @@ def run_seed(
 
 
 def _start_task(seed_run: SeedRun, name: str, slot: Slot) -> tuple[subprocess.Popen, Path]:
-    """Launch one step of a seed in its own process on ``slot`` (``python -m iac_components.benchmark.task``)."""
+    """Launch one step of a seed in its own process on ``slot`` (``python -m iac_components.evidence.task``)."""
     spec = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(seed_run).items()}
     spec.update(device=slot.device, task=name, threads=slot.threads)
     seed_run.logs.mkdir(parents=True, exist_ok=True)
     log = seed_run.logs / f"task_{name}.out"
     with open(log, "w") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "iac_components.benchmark.task", json.dumps(spec)],
+        proc = subprocess.Popen([sys.executable, "-m", "iac_components.evidence.task", json.dumps(spec)],
                                 stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **slot.env})  # fmt: skip
     return proc, log
 
@@ -347,7 +347,7 @@ def run_benchmark(
     jobs: int = 1,
 ) -> dict[str, Any]:
     """Run the benchmark's ``seeds`` (each resumable), then pool every finished seed under ``out`` into
-    ``<results>.json`` / ``.md`` (:func:`~iac_components.benchmark.report.pooled_report`).
+    ``<results>.json`` / ``.md`` (:func:`~iac_components.evidence.report.pooled_report`).
 
     Args:
         out: working folder (data, caches, models, histories, per-seed results).
@@ -367,13 +367,13 @@ def run_benchmark(
         threads: torch threads of each process (default: torch's choice in one process, else the cores shared).
         devices: ``"cpu"``, ``"cuda"`` (every visible GPU) or GPU ids (``"0,1"``): with more than one slot
             (device x ``jobs``), the seeds' independent steps run side by side, one process per slot
-            (:mod:`~iac_components.benchmark.schedule`); each step's wall-clock is then measured beside the others.
+            (:mod:`~iac_components.evidence.schedule`); each step's wall-clock is then measured beside the others.
         jobs: processes per device.
     """
     import torch
 
-    from iac_components.benchmark.report import pooled_report, render_markdown
     from iac_components.data import synthesize
+    from iac_components.evidence.report import pooled_report, render_markdown
 
     as_ints = lambda v: tuple(int(s) for s in (str(v).split(",") if isinstance(v, (str, int)) else v) if str(s) != "")  # noqa: E731
     seeds, noise_seeds = as_ints(seeds), as_ints(noise_seeds)

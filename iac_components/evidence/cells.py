@@ -16,9 +16,9 @@ replicate of every comparison is what actually varies:
   backbone" as references for "a cell".
 
 Every arm is retrained with one recipe and one retrain seed and evaluated per patient on the same test fold.
-Steps whose outputs exist are skipped, so a study resumes; ``python -m iac_components.benchmark.task`` runs one
+Steps whose outputs exist are skipped, so a study resumes; ``python -m iac_components.evidence.task`` runs one
 step in its own process (``iac benchmark --study cells --jobs 2``). The statistics are in
-:mod:`iac_components.benchmark.cell_report`.
+:mod:`iac_components.evidence.cell_report`.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from iac_components.benchmark.runner import _decisions, _gammas, _search_summary, per_patient_metrics, truncated_genotype
 from iac_components.bundles.run import run_workflow
 from iac_components.demo import DEMO_OVERRIDES
+from iac_components.evidence.runner import _decisions, _gammas, _search_summary, per_patient_metrics, truncated_genotype
 from iac_components.genotype import Genotype, save_genotypes
 from iac_components.utils import atomic_write, write_json_atomic
 
@@ -287,7 +287,7 @@ class CellStudy:
 
 
 def _start_step(study: CellStudy, name: str, slot: Any) -> tuple[Any, Path]:
-    """Launch one step in its own process (``python -m iac_components.benchmark.task``)."""
+    """Launch one step in its own process (``python -m iac_components.evidence.task``)."""
     import os
     import subprocess
     import sys
@@ -296,7 +296,7 @@ def _start_step(study: CellStudy, name: str, slot: Any) -> tuple[Any, Path]:
     study.logs.mkdir(parents=True, exist_ok=True)
     log = study.logs / f"task_{name}.out"
     with open(log, "w") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "iac_components.benchmark.task", json.dumps(spec)],
+        proc = subprocess.Popen([sys.executable, "-m", "iac_components.evidence.task", json.dumps(spec)],
                                 stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **slot.env})  # fmt: skip
     return proc, log
 
@@ -307,7 +307,7 @@ def run_study(study: CellStudy, devices: str = "cpu", jobs: int = 1, threads: in
     :meth:`CellStudy.collect`. ``only``: a comma-separated list of steps (with what they need) to run now."""
     import torch
 
-    from iac_components.benchmark.schedule import device_slots, run_graph, topological
+    from iac_components.evidence.schedule import device_slots, run_graph, topological
 
     slots = device_slots(devices, jobs, threads)
     tasks = study.tasks()
