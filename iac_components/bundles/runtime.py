@@ -557,6 +557,7 @@ def evaluate_models(
     fold: str = "test",
     device: str | torch.device | None = None,
     save_predictions: bool | str = False,
+    force_geometry: bool | str = False,
 ) -> dict[str, Any]:
     """Patient-level evaluation in the original grid of each named model, and their paired comparison.
 
@@ -569,6 +570,8 @@ def evaluate_models(
         fold: the split to report on.
         device: where to run.
         save_predictions: also write the predicted label maps.
+        force_geometry: evaluate even when the data were prepared at another geometry than a model's checkpoint
+            records (refused otherwise: the model would be scored on slices it was not trained on).
     """
     from iac_components.data import evaluate_patients
     from iac_components.distributed import is_main_process
@@ -582,6 +585,13 @@ def evaluate_models(
                 raise _fail(f"no {name} checkpoint at {checkpoint}; run its workflow first")
             print(f"note: skipping {name}: no checkpoint at {checkpoint}")
             continue
+        trained = (model_record(checkpoint).get("preprocessing") or {}).get("settings") or {}
+        here = data.manifest["settings"]
+        differs = [k for k in ("spacing", "spatial_size") if trained.get(k) and list(trained[k]) != list(here[k])]
+        if differs and not as_bool(force_geometry):
+            raise _fail(f"{checkpoint} was trained at {', '.join(f'{k} {list(trained[k])}' for k in differs)}; the data "
+                        f"here are prepared at {', '.join(f'{k} {list(here[k])}' for k in differs)}: leave --spacing / "
+                        "--spatial_size out (or point --cache_dir at the model's cache), or pass --force_geometry true")
         load_network_weights(network, checkpoint)
         network = network.to(device).eval()
         out = Path(output_dir) / name

@@ -320,6 +320,7 @@ def evaluate_config(spec: BundleSpec) -> dict[str, Any]:
         **paths_config(spec),
         "fold": "test",
         "save_predictions": False,
+        "force_geometry": False,
         "genotype_file": "$@ckpt_dir + '/genotype.json'",
         "cell_channels": None,  # None: the width model.pt was retrained with (its record), else genotype.json's
         **data_config(),
@@ -338,7 +339,7 @@ def evaluate_config(spec: BundleSpec) -> dict[str, Any]:
         "initialize": [CHECK_OVERRIDES, CHECK_DEVICE],
         "run": [
             f"${RUNTIME}.evaluate_models(@models, @data, @output_dir + '/evaluation', fold=@fold, device=@device, "
-            "save_predictions=@save_predictions)"
+            "save_predictions=@save_predictions, force_geometry=@force_geometry)"
         ],
         "finalize": [],
     }

@@ -120,3 +120,14 @@ def test_finetune_from_one_or_two_labelled_volumes(acdc_retrained, acdc_exported
     assert (bundle / "models" / "model.ts").read_bytes() != ts_before
     splits = json.loads((bundle / "cache" / "datalist" / "splits.json").read_text())
     assert splits["overlapping"] and splits["patients"]["validation"]
+
+
+def test_evaluation_at_another_geometry_than_the_models_is_refused_unless_forced(retrained_narrower, tmp_path):
+    p, ckpt = retrained_narrower
+    other = {"dataset_dir": str(p.raw), "ckpt_dir": str(ckpt), "cache_dir": str(tmp_path / "cache"), "device": "cpu",
+             "num_workers": 0, "spacing": [2.5, 2.5], "spatial_size": [48, 48]}  # fmt: skip
+    with pytest.raises(SystemExit, match=r"was trained at spacing \[2.0, 2.0\]; the data here are prepared at spacing "
+                                         r"\[2.5, 2.5\].*--force_geometry true"):
+        run_workflow(p.root / "configs/evaluate.json", output_dir=str(tmp_path / "refused"), **other)
+    run_workflow(p.root / "configs/evaluate.json", output_dir=str(tmp_path / "forced"), force_geometry=True, **other)
+    assert (tmp_path / "forced" / "evaluation" / "evaluation.json").is_file()
