@@ -4,7 +4,8 @@
 trains the default 100 epochs: MONAI accepts any override. Every workflow of the collection calls
 :func:`check_cli_overrides` first in its ``initialize`` list: when the process is ``python -m monai.bundle run``,
 each ``--key`` of the command line must name an id that one of the run's config files defines (nested ids with
-``#``, list items by index), else the run stops with one line naming the key and the closest valid one.
+``#``, list items by index) or the id the command runs (``run where --where '$print(@bundle_root)'``), else the
+run stops with one line naming the key and the closest valid one.
 In-process runs (MONAI Label, :func:`~iac_components.bundles.run.run_workflow`) pass their overrides in code and
 are not checked.
 
@@ -102,6 +103,13 @@ def unknown_overrides(argv: Sequence[str]) -> list[tuple[str, str | None]]:
     if not files:
         return []
     ids = config_ids(files)
+    # the ids this command runs may be defined on the command line itself (`run where --where '$print(...)'`)
+    args = list(argv)
+    ran = {args[0]} if args and not args[0].startswith("--") else set()
+    for n, tok in enumerate(args[:-1]):
+        if tok in ("--run_id", "--init_id", "--final_id"):
+            ran.add(args[n + 1])
+    ids |= {r.replace("::", "#") for r in ran}
     bad = []
     for key in keys:
         path = key.replace("::", "#")  # MONAI's separator is '::' since 1.5, '#' still works

@@ -203,6 +203,8 @@ class CellStudy:
         d = self.out / f"search_{arm}"
         d.mkdir(parents=True, exist_ok=True)
         shutil.copy(b / "baseline.pt", d / "baseline.pt")
+        if any((d / "search_checkpoints").glob("*.pt")):  # an interrupted search goes on where it stopped
+            extra["resume"] = True
         self._timed(f"search_{arm}", "search.json",
                     {**self.base, **self.search, **extra, "ckpt_dir": str(d), "output_dir": str(d)}, d / "genotype.json")
 

@@ -40,7 +40,7 @@ def test_missing_checkpoint_names_file_and_command(workflow, missing, run_first,
     message = str(e.value.code)
     assert "\n" not in message and message.startswith("error: ")
     assert str(ckpt_dir / missing) in message
-    assert f"python -m monai.bundle run --config_file <bundle>/{run_first} --bundle_root {root}" in message
+    assert f"--config_file {root}/{run_first} --bundle_root {root}" in message
 
 
 def test_a_failed_export_keeps_model_ts_and_leaves_no_partial_file(tmp_path, monkeypatch):

@@ -201,7 +201,7 @@ def test_resume_after_a_pruning_epoch_gives_the_same_search(tmp_path):
     engine.run()
     full = json.loads((full_dir / "search_history.json").read_text())
     prune_epochs = sorted({e["epoch"] for e in full["events"]})
-    stop = next(e for e in prune_epochs if e < full["epochs"][-1]["epoch"] - 1)  # a pruning epoch, not the last
+    stop = next(e for e in prune_epochs if e < full["epochs"][-1]["epoch"])  # a pruning epoch before the decision
 
     first, first_pruning = make_search(max_epochs=stop, out=part_dir)
     saver = CheckpointSaver(str(part_dir / "ckpt"), _checkpoint_handlers(first, first_pruning, None), save_interval=1)
