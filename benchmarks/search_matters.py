@@ -50,6 +50,12 @@ def study(name: str, runs: Path) -> CellStudy:
                      split_fractions=EVIDENCE_DATA["split_fractions"])  # fmt: skip
 
 
+def _shown(path: Path) -> str:
+    """A path relative to the repository where it is in it (as committed), else as given."""
+    path = path.resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def report(runs: Path, results: Path, commands: list[str]) -> dict:
     raw_dir = results.parent / results.name
     raw_dir.mkdir(parents=True, exist_ok=True)
@@ -72,7 +78,7 @@ def report(runs: Path, results: Path, commands: list[str]) -> dict:
         ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip(),
         data={"description": "synthetic ACDC, 60 patients (one fold: 6 search-train, 6 search-val, 3 validation, "
                              "45 test), labels displaced 14 mm along x (the known-answer task); the plain data for "
-                             "the standard study", "raw_files": str(raw_dir.relative_to(REPO))})  # fmt: skip
+                             "the standard study", "raw_files": _shown(raw_dir)})  # fmt: skip
     write_json_atomic(Path(f"{results}.json"), rep, indent=1)
     Path(f"{results}.md").write_text(render_markdown(rep))
     return rep

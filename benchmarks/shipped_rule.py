@@ -119,7 +119,8 @@ def stage_nnunet(out: Path, seed: int) -> None:
         return
     raw = work / "nnUNet_raw"
     if not raw.is_dir():
-        synthesize("nnunet", raw, patients=20, seed=seed, size=64, slices=(8, 10), dataset_id=502)
+        # 32 x 32 like the bundle stage: nnU-Net plans a smaller network for it, and the rule counts arch steps
+        synthesize("nnunet", raw, patients=20, seed=seed, size=32, slices=(8, 10), dataset_id=502)
     (work / "trainers").mkdir(parents=True, exist_ok=True)
     (work / "trainers" / "shipped_trainers.py").write_text(NNUNET_TRAINERS)
     env = {**os.environ, "nnUNet_raw": str(raw), "nnUNet_preprocessed": str(work / "preprocessed"),
@@ -268,9 +269,32 @@ def stage_report(out: Path, results: Path, commands: list[str]) -> dict[str, Any
         "data": {"patients": PATIENTS, **GEOMETRY, "fractions": "the bundle's 35/35/10/20 %"},
         "commands": commands, "commit": _commit(), "machine": machine_info(),
     }  # fmt: skip
+    report["raw_files"] = _write_raw(out, results, recorded, retrained)
     write_json_atomic(Path(f"{results}.json"), report, indent=1)
     Path(f"{results}.md").write_text(render(report))
     return report
+
+
+def _write_raw(out: Path, results: Path, recorded: dict[str, Any], retrained: dict[str, Any]) -> str:
+    """The files the report is computed from, beside it: every search history (gzipped), the live search's, the
+    retrained cells' per-patient metrics, the nnU-Net search's history."""
+    import gzip
+
+    raw = results.parent / results.name
+    raw.mkdir(parents=True, exist_ok=True)
+    histories = {**recorded, "shipped_live_search": _history(out, "lth")}
+    nnunet = list((out / "nnunet" / "results").rglob("nnUNetTrainerIACSearch_shipped__*/fold_0/search_history.json"))
+    if nnunet:
+        histories["nnunet_search"] = json.loads(nnunet[0].read_text())
+    for name, h in histories.items():
+        with gzip.open(raw / f"{name}_search_history.json.gz", "wt") as f:
+            json.dump(h, f)
+    for arm in retrained:
+        shutil.copy2(out / f"retrain_{arm}" / "evaluation" / "iac" / "metrics_per_case.csv", raw / f"retrained_{arm}_metrics_per_case.csv")
+    if (out / "genotypes" / "full.json").is_file():
+        shutil.copy2(out / "genotypes" / "full.json", raw / "full_search_cell.json")
+    shutil.copy2(out / "search_lth" / "genotype.json", raw / "live_search_cell.json")
+    return str(raw.relative_to(Path(__file__).resolve().parents[1]))
 
 
 def _commit() -> str:

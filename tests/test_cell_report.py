@@ -75,3 +75,14 @@ def test_the_report_has_the_required_shape():
     assert set(r["tost"]) >= {"margin", "lth_vs_full_p", "random_vs_full_p"}
     # the margin is half of the measured value of search over random: LTH (0.001 below) passes, random cells do not
     assert r["tost"]["lth_vs_full_p"] < 0.05 and r["tost"]["random_vs_full_p"] > 0.05
+    # one level up: the one-op cells' classes, read from the ops (weights or none)
+    wc = ka["winning_class"]
+    assert wc["classes"] == {"learned": ["conv_3x3", "sep_conv_3x3", "dil_conv_3x3"], "parameter_free": ["skip_connect", "avg_pool_3x3"]}
+    assert wc["winner"] == "learned" and wc["margin"] == pytest.approx(0.03 - 0.005)
+    assert wc["full_recovery"]["pooled"] == 1.0 and wc["full_recovery"]["chance"] == pytest.approx(0.6)
+
+
+def test_class_recovery_counts_any_op_of_the_class_against_its_share_of_the_ops():
+    mixed = Genotype(tuple(((j, "conv_3x3"), (j + 1, "skip_connect")) for j in range(4))).to_dict()
+    r = recovery([mixed], ["conv_3x3", "sep_conv_3x3", "dil_conv_3x3"], n_ops=5)
+    assert r["pooled"] == 0.5 and r["chance"] == pytest.approx(0.6) and r["p_binomial"] > 0.5

@@ -26,7 +26,7 @@ from iac_components.evidence.genotypes import chance_agreement, genotype_agreeme
 from iac_components.genotype import Genotype
 from iac_components.stats import cell_level_test, joint_bootstrap, tost_from_draws
 
-__all__ = ["emergence", "recovery", "render_markdown", "study_report"]
+__all__ = ["emergence", "op_classes", "recovery", "render_markdown", "study_report"]
 
 
 def _by_kind(cells: Sequence[Mapping[str, Any]], kind: str) -> list[Mapping[str, Any]]:
@@ -42,21 +42,37 @@ def _boot(pp: dict[str, dict[str, float]], a: Sequence[str], b: Sequence[str], p
     return {k: v for k, v in r.items() if k != "draws"} | {"_draws": r["draws"]}
 
 
-def recovery(genotypes: Sequence[Mapping[str, Any]], winner: str, n_ops: int) -> dict[str, Any]:
-    """How often searched cells put the winning op on their edges: per cell the share of its edges, pooled, and the
-    one-sided binomial p of at least that many edges if each edge's op were drawn uniformly from ``n_ops``."""
+def recovery(genotypes: Sequence[Mapping[str, Any]], winner: str | Sequence[str], n_ops: int) -> dict[str, Any]:
+    """How often searched cells put the winning op (or any op of the winning class) on their edges: per cell the
+    share of its edges, pooled, and the one-sided binomial p of at least that many edges if each edge's op were
+    drawn uniformly from ``n_ops`` (chance: the winners' share of the ops)."""
     from scipy.stats import binomtest
 
+    winners = {winner} if isinstance(winner, str) else set(winner)
+    chance = len(winners) / n_ops
     per_cell, hits, edges = [], 0, 0
     for g in genotypes:
         ops = [op for _, _, op in Genotype.from_dict(g).edges()]
-        per_cell.append(sum(op == winner for op in ops) / len(ops))
-        hits, edges = hits + sum(op == winner for op in ops), edges + len(ops)
+        per_cell.append(sum(op in winners for op in ops) / len(ops))
+        hits, edges = hits + sum(op in winners for op in ops), edges + len(ops)
     if not edges:
-        return {"per_cell": [], "pooled": None, "edges": 0, "p_binomial": None}
-    p = binomtest(hits, edges, 1.0 / n_ops, alternative="greater").pvalue
+        return {"per_cell": [], "pooled": None, "edges": 0, "p_binomial": None, "chance": chance}
+    p = binomtest(hits, edges, chance, alternative="greater").pvalue
     return {"per_cell": per_cell, "pooled": hits / edges, "edges": edges, "winner_edges": hits, "p_binomial": float(p),
-            "cells_above_chance": int(sum(f > 1.0 / n_ops for f in per_cell)), "n_cells": len(per_cell)}  # fmt: skip
+            "chance": chance, "cells_above_chance": int(sum(f > chance for f in per_cell)), "n_cells": len(per_cell)}  # fmt: skip
+
+
+def op_classes(ops: Sequence[str]) -> dict[str, list[str]]:
+    """The ops by what they can do at a skip, read from the ops themselves: ``learned`` (weights: a spatial
+    transform learned from the data) and ``parameter_free`` (identity, pooling). A structural property, fixed
+    before any result: the known-answer task displaces the labels, which only a learned op can follow."""
+    from iac_components.ops import build_op
+
+    classes: dict[str, list[str]] = {"learned": [], "parameter_free": []}
+    for op in ops:
+        learned = any(p.numel() for p in build_op(op, 4, 2, affine=False).parameters())  # as in the supernet
+        classes["learned" if learned else "parameter_free"].append(op)
+    return classes
 
 
 def emergence(history: Mapping[str, Any], genotype: Mapping[str, Any], group: int = 0) -> dict[str, Any]:
@@ -162,6 +178,18 @@ def study_report(doc: Mapping[str, Any], histories: Mapping[str, Mapping[str, An
                                      if k != "_draws"} | {"median_op": median_op}  # fmt: skip
         for kind in ("full", "lth"):
             ka[f"{kind}_recovery"] = recovery([c["genotype"] for c in _by_kind(cells, kind)], winner, len(ops))
+        # the same question one level up: the class of ops (learned or parameter-free) whose one-op cells score best
+        classes = {k: v for k, v in op_classes(list(one_op)).items() if v}
+        if len(classes) == 2:
+            means = {k: float(np.mean([one_op[o] for o in v])) for k, v in classes.items()}
+            best = max(means, key=means.get)
+            other = min(means, key=means.get)
+            ka["winning_class"] = {
+                "classes": classes, "mean_dice": means, "winner": best, "margin": means[best] - means[other],
+                "worst_of_winner_minus_best_of_other": min(one_op[o] for o in classes[best]) - max(one_op[o] for o in classes[other]),
+                **{f"{kind}_recovery": recovery([c["genotype"] for c in _by_kind(cells, kind)], classes[best], len(ops))
+                   for kind in ("full", "lth", "random")},
+            }  # fmt: skip
         if histories:
             per = {n: emergence(h, next(c["genotype"] for c in cells if c["name"] == n)) for n, h in histories.items()
                    if any(c["name"] == n for c in cells)}  # fmt: skip
@@ -237,6 +265,19 @@ def render_markdown(report: Mapping[str, Any]) -> str:
                 lines.append(f"- {kind} searches put it on {r['winner_edges']} of {r['edges']} edges ({r['pooled']:.3f}; "
                              f"chance {ka['chance']:.3f}, one-sided binomial p = {r['p_binomial']:.3g}); per cell "
                              + ", ".join(f"{f:.2f}" for f in r["per_cell"]) + ".")  # fmt: skip
+        wc = ka.get("winning_class")
+        if wc:
+            other = next(k for k in wc["classes"] if k != wc["winner"])
+            lines.append(f"- By class (read from the ops: {', '.join(f'{k}: ' + '/'.join(v) for k, v in wc['classes'].items())}): "
+                         f"**{wc['winner']}** one-op cells {wc['mean_dice'][wc['winner']]:.4f} vs {other} "
+                         f"{wc['mean_dice'][other]:.4f} ({wc['margin']:+.4f}; its worst op minus the other's best "
+                         f"{wc['worst_of_winner_minus_best_of_other']:+.4f}).")  # fmt: skip
+            for kind in ("full", "lth", "random"):
+                r = wc.get(f"{kind}_recovery") or {}
+                if r.get("edges"):
+                    lines.append(f"  - {kind} cells put a {wc['winner']} op on {r['winner_edges']} of {r['edges']} edges "
+                                 f"({r['pooled']:.3f}; chance {r['chance']:.3f}, one-sided binomial p = "
+                                 f"{r['p_binomial']:.3g}).")  # fmt: skip
         e = ka.get("emergence")
         if e and e.get("median") is not None:
             lines.append(f"- Emergence: a full search's final op stays its edge's top-1 from a median {e['median']:.2f} "
