@@ -123,11 +123,11 @@ def test_truncated_genotype_and_per_patient_metrics(tmp_path):
 def test_cell_gammas_come_from_the_retrained_checkpoint(tmp_path):
     import torch
 
-    from iac_components.evidence.runner import _gammas
+    from iac_components.evidence.runner import cell_gammas
 
     torch.save({"model": {"cells.cells.0.gamma": torch.tensor([0.25]), "cells.cells.1.gamma": torch.tensor([-0.5]),
                           "backbone.w": torch.zeros(2)}}, tmp_path / "model.pt")  # fmt: skip
-    assert _gammas(tmp_path / "model.pt") == [0.25, 0.5]
+    assert cell_gammas(tmp_path / "model.pt") == [0.25, 0.5]
 
 
 def test_benchmark_report_only_with_defaults_leaves_tracked_files_unchanged():

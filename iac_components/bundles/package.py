@@ -66,7 +66,7 @@ def _release_manifest(bundle: Path, cache_dir: Path, models: Path) -> dict[str, 
     """The preprocessing the model was trained with: the manifest.json that train/retrain write beside the weights,
     else the record inside model.pt, else the prepared cache's. A model whose preprocessing cannot be found is not
     packaged: its release would segment at the dataset's default geometry, silently wrong."""
-    from iac_components.bundles.runtime import _release_preprocessing, model_record
+    from iac_components.bundles.runtime import model_record, release_preprocessing
 
     found = [models / "manifest.json", cache_dir / "manifest.json", cache_dir / "datalist" / "manifest.json"]
     for f in found[:1]:
@@ -77,7 +77,7 @@ def _release_manifest(bundle: Path, cache_dir: Path, models: Path) -> dict[str, 
         return dict(record)
     for f in found[1:]:
         if f.is_file():
-            return _release_preprocessing(_read_manifest(f))
+            return release_preprocessing(_read_manifest(f))
     raise FileNotFoundError(
         f"{bundle.name}: cannot find the preprocessing the model was trained with (no {models}/manifest.json, no "
         f"record in {models}/model.pt, no prepared cache under {cache_dir}); package the folder the model was "

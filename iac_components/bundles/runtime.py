@@ -28,6 +28,7 @@ __all__ = [
     "export_torchscript",
     "fixed_network",
     "inference_network",
+    "release_preprocessing",
     "retrain_param_groups",
     "search_network",
 ]
@@ -243,7 +244,7 @@ def search_network(
 MODEL_RECORD_KEY = "iac"
 
 
-def _release_preprocessing(manifest: Mapping[str, Any]) -> dict[str, Any]:
+def release_preprocessing(manifest: Mapping[str, Any]) -> dict[str, Any]:
     """What inference needs of a prepared cache's manifest: the preprocessing, no case list, no local paths."""
     from iac_components.bundles.package import RELEASE_MANIFEST_KEYS
 
@@ -266,7 +267,7 @@ class ModelRecord:
     def __init__(self, network: nn.Module, data: BundleData, ckpt_dir: str) -> None:
         from iac_components.distributed import unwrap
 
-        self.network, self.preprocessing = unwrap(network), _release_preprocessing(data.manifest)
+        self.network, self.preprocessing = unwrap(network), release_preprocessing(data.manifest)
         from iac_components.distributed import is_main_process
 
         if is_main_process():

@@ -33,7 +33,7 @@ from typing import Any
 
 from iac_components.bundles.run import run_workflow
 from iac_components.demo import DEMO_OVERRIDES
-from iac_components.evidence.runner import _decisions, _gammas, _search_summary, per_patient_metrics, truncated_genotype
+from iac_components.evidence.runner import cell_gammas, decisions_needed, per_patient_metrics, search_summary, truncated_genotype
 from iac_components.genotype import Genotype, save_genotypes
 from iac_components.utils import atomic_write, write_json_atomic
 
@@ -196,7 +196,7 @@ class CellStudy:
                 "seed": seed}})  # fmt: skip
         elif name == "sgas":  # one greedy decision every `every` arch steps, spread over LTH's arch steps
             history = self._history(lth)
-            every = max(1, history["epochs"][-1]["arch_steps"] // _decisions(history))
+            every = max(1, history["epochs"][-1]["arch_steps"] // decisions_needed(history))
             extra.update(prune=True, **{"pruning#interval": every, "pruning#control": {"name": "sgas", "every": every}})
         else:
             raise ValueError(f"unknown search arm {arm!r}")
@@ -261,7 +261,7 @@ class CellStudy:
         for t in self.tasks():
             d = self.out / t
             if t.startswith("search_") and (d / "genotype.json").is_file():
-                doc["searches"][t.removeprefix("search_")] = {**_search_summary(d, batch), "search_s": stamp(t)}
+                doc["searches"][t.removeprefix("search_")] = {**search_summary(d, batch), "search_s": stamp(t)}
         for t in self.tasks():
             d = self.out / t
             csv = d / "evaluation" / "iac" / "metrics_per_case.csv"
@@ -279,7 +279,7 @@ class CellStudy:
                 "genotype": (None if genotype is None else
                              Genotype.from_dict(json.loads(genotype.read_text())["genotypes"][0]).to_dict()),
                 "cell_parameters": int(sum(v.numel() for k, v in state.items() if k.startswith("cells."))),
-                "cell_gamma": _gammas(d / "model.pt"),
+                "cell_gamma": cell_gammas(d / "model.pt"),
                 "retrain_s": stamp(t),
                 "per_patient": per_patient,
             })  # fmt: skip

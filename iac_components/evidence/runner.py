@@ -42,7 +42,8 @@ from iac_components.evidence.schedule import ScheduleError, Slot, device_slots, 
 from iac_components.genotype import derive_from_logits, load_genotypes, save_genotypes
 from iac_components.utils import atomic_write, machine_info, write_json_atomic
 
-__all__ = ["EVIDENCE_DATA", "SeedRun", "cell_macs_per_epoch", "per_patient_metrics", "run_benchmark", "run_seed",
+__all__ = ["EVIDENCE_DATA", "SeedRun", "cell_gammas", "cell_macs_per_epoch", "decisions_needed", "per_patient_metrics",
+           "run_benchmark", "run_seed", "search_summary",
            "seed_tasks", "truncated_genotype"]
 
 #: The benchmark's data: synthetic ACDC (every patient in ``training/``), 15 patients to train and search on
@@ -82,7 +83,7 @@ def truncated_genotype(full_history: dict[str, Any], arch_step: int):
     return derive_from_logits(last["alpha"][0], last["beta"][0]), int(last["arch_step"])
 
 
-def _search_summary(d: Path, batch_size: int) -> dict[str, Any]:
+def search_summary(d: Path, batch_size: int) -> dict[str, Any]:
     h = json.loads((d / "search_history.json").read_text())
     return {
         "wall_clock_s": h["total_wall_clock_s"],
@@ -112,14 +113,14 @@ def cell_macs_per_epoch(history: dict[str, Any], batch_size: int) -> list[int] |
     return out
 
 
-def _decisions(history: dict[str, Any], group: int = 0) -> int:
+def decisions_needed(history: dict[str, Any], group: int = 0) -> int:
     """How many single decisions make a cell of the history's search space: one per edge, one per node with
     more than two inputs (SGAS's schedule spreads them over LTH's arch steps)."""
     first = history["epochs"][0]["groups"][group]
     return len(first["alpha"]) + sum(len(v) > 2 for v in first["beta"].values())
 
 
-def _gammas(model_file: Path) -> list[float]:
+def cell_gammas(model_file: Path) -> list[float]:
     """The retrained cells' output scales γ (``skip + γ·cell``, per channel, 0 at the start): the largest |γ| of
     each level, a first look at how much the cells contribute."""
     import torch
@@ -220,7 +221,7 @@ class SeedRun:
                      "pruning#control": {"name": "random_cuts", "schedule": str(lth_history), "seed": self.seed}}  # fmt: skip
         elif arm == "sgas":  # one greedy decision every `every` arch steps, spread over LTH's arch steps
             history = json.loads(lth_history.read_text())
-            every = max(1, history["epochs"][-1]["arch_steps"] // _decisions(history))
+            every = max(1, history["epochs"][-1]["arch_steps"] // decisions_needed(history))
             extra = {"prune": True, "pruning#interval": every, "pruning#control": {"name": "sgas", "every": every}}
         else:
             raise ValueError(f"unknown search arm {arm!r}")
@@ -266,7 +267,7 @@ class SeedRun:
         batch = int(self.search.get("batch_size", 1))
         for t in tasks:
             if t.startswith("search_"):
-                result["searches"][t.removeprefix("search_")] = _search_summary(self.run / t, batch)
+                result["searches"][t.removeprefix("search_")] = search_summary(self.run / t, batch)
         lth_steps = result["searches"]["lth"]["arch_steps"]
         full_history = json.loads((self.run / "search_full" / "search_history.json").read_text())
         truncated, at = truncated_genotype(full_history, lth_steps)
@@ -279,7 +280,7 @@ class SeedRun:
             summary = json.loads((d / "evaluation" / "iac" / "metrics_summary.json").read_text())
             result["arms"][arm] = {
                 "retrain_s": result["stages_s"][t],
-                "cell_gamma": _gammas(d / "model.pt"),
+                "cell_gamma": cell_gammas(d / "model.pt"),
                 "mean_dice": summary["mean_dice"],
                 "per_class": {k: v["dice"]["mean"] for k, v in summary["classes"].items()},
                 "per_patient": per_patient_metrics(d / "evaluation" / "iac" / "metrics_per_case.csv"),
