@@ -3,13 +3,11 @@ through the ``acdc_iac`` bundle's own configs at the demo's sizes (reused when a
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from iac_components.bundles.run import find_bundle, run_workflow  # noqa: E402
-from iac_components.demo import DEMO_OVERRIDES  # noqa: E402
+from iac_components.bundles.run import find_bundle, run_workflow
+from iac_components.demo import DEMO_OVERRIDES
 
 
 def synthetic_baseline(out: Path, patients: int, seed: int) -> tuple[Path, dict[str, Any], Path]:

@@ -18,17 +18,14 @@ import sys
 from pathlib import Path
 
 import torch
+from bench_throughput import GENOTYPE, _batches, time_search, time_supervised
+from monai.losses import DiceCELoss
+from monai.networks.nets import FlexibleUNet
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_throughput import GENOTYPE, _batches, time_search, time_supervised  # noqa: E402
-from monai.losses import DiceCELoss  # noqa: E402
-from monai.networks.nets import FlexibleUNet  # noqa: E402
-
-from iac_components.implant import implant_fixed_cells, implant_search_cells  # noqa: E402
-from iac_components.networks import build_backbone  # noqa: E402
-from iac_components.ops import ChannelsFirstBatchNorm2d, channels_first_norms  # noqa: E402
-from iac_components.utils import atomic_write, machine_info, machine_line, write_json_atomic  # noqa: E402
+from iac_components.implant import implant_fixed_cells, implant_search_cells
+from iac_components.networks import build_backbone
+from iac_components.ops import ChannelsFirstBatchNorm2d, channels_first_norms
+from iac_components.utils import atomic_write, machine_info, machine_line, write_json_atomic
 
 CONFIGS = {
     # the demo's search: BasicUNet ("unet"), batch 8, 64x64, width 16, K=4

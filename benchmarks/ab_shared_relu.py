@@ -23,16 +23,13 @@ import time
 from pathlib import Path
 
 import torch
+from ab_norm_layout import CONFIGS, _backbone
+from bench_throughput import GENOTYPE, _batches, time_search, time_supervised
+from monai.losses import DiceCELoss
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from ab_norm_layout import CONFIGS, _backbone  # noqa: E402
-from bench_throughput import GENOTYPE, _batches, time_search, time_supervised  # noqa: E402
-from monai.losses import DiceCELoss  # noqa: E402
-
-import iac_components.cell as cell_module  # noqa: E402
-from iac_components.implant import implant_fixed_cells, implant_search_cells  # noqa: E402
-from iac_components.utils import atomic_write, machine_info, machine_line, write_json_atomic  # noqa: E402
+import iac_components.cell as cell_module
+from iac_components.implant import implant_fixed_cells, implant_search_cells
+from iac_components.utils import atomic_write, machine_info, machine_line, write_json_atomic
 
 ARMS = ("per_op", "shared")
 

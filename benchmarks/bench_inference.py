@@ -26,16 +26,13 @@ import time
 from pathlib import Path
 
 import torch
+from bench_throughput import GENOTYPE
+from monai.inferers import SlidingWindowInferer
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_throughput import GENOTYPE  # noqa: E402
-from monai.inferers import SlidingWindowInferer  # noqa: E402
-
-from iac_components.implant import implant_fixed_cells  # noqa: E402
-from iac_components.networks import build_backbone  # noqa: E402
-from iac_components.networks.slicewise import SliceWise  # noqa: E402
-from iac_components.utils import atomic_write, machine_info, machine_line, write_json_atomic  # noqa: E402
+from iac_components.implant import implant_fixed_cells
+from iac_components.networks import build_backbone
+from iac_components.networks.slicewise import SliceWise
+from iac_components.utils import atomic_write, machine_info, machine_line, write_json_atomic
 
 CASES = {
     # ACDC-like: one cine-MRI frame at the bundle's 1.5 mm grid, 256x256, 10 slices; 4 classes

@@ -58,10 +58,8 @@ def _vm_bytes() -> int:
 def measure(backbone: str, batch: int, size: int, partial_k: int, cell_channels: int, device: str, cap_gb: float) -> dict:
     """One search iteration of ``backbone`` in this process; the memory it needed."""
     import torch
-    from monai.losses import DiceCELoss
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_backbones import CLASSES, _sgd_step
+    from monai.losses import DiceCELoss
 
     from iac_components.implant import implant_search_cells
     from iac_components.networks import StackedDeepSupervisionLoss, build_backbone

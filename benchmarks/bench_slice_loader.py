@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from iac_components.utils import machine_info  # noqa: E402
+from iac_components.utils import machine_info
 
 __all__ = ["main"]
 

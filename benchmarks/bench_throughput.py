@@ -29,18 +29,15 @@ import time
 from pathlib import Path
 
 import torch
+from ignite.engine import Events
+from monai.losses import DiceCELoss
+from monai.networks.nets import FlexibleUNet
+from reference_supernet import ReferenceSupernet
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from ignite.engine import Events  # noqa: E402
-from monai.losses import DiceCELoss  # noqa: E402
-from monai.networks.nets import FlexibleUNet  # noqa: E402
-from reference_supernet import ReferenceSupernet  # noqa: E402
-
-from iac_components.genotype import Genotype  # noqa: E402
-from iac_components.implant import get_network_adapter, implant_fixed_cells, implant_search_cells  # noqa: E402
-from iac_components.search import IACSearchTrainer  # noqa: E402
-from iac_components.utils import atomic_write, machine_info, write_json_atomic  # noqa: E402
+from iac_components.genotype import Genotype
+from iac_components.implant import get_network_adapter, implant_fixed_cells, implant_search_cells
+from iac_components.search import IACSearchTrainer
+from iac_components.utils import atomic_write, machine_info, write_json_atomic
 
 # a typical derived cell: 8 edges, a mix of the op types
 GENOTYPE = Genotype(

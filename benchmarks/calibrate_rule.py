@@ -22,15 +22,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from _synthetic import synthetic_baseline
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _synthetic import synthetic_baseline  # noqa: E402
-
-from iac_components.bundles.run import run_workflow  # noqa: E402
-from iac_components.demo import DEMO_OVERRIDES  # noqa: E402
-from iac_components.evidence.calibration import SWEEP, sweep_rules  # noqa: E402
-from iac_components.search.rule import JSDRule  # noqa: E402
-from iac_components.utils import machine_info, write_json_atomic  # noqa: E402
+from iac_components.bundles.run import run_workflow
+from iac_components.demo import DEMO_OVERRIDES
+from iac_components.evidence.calibration import SWEEP, sweep_rules
+from iac_components.search.rule import JSDRule
+from iac_components.utils import machine_info, write_json_atomic
 
 # the demo's search settings without its rule values (an observe-only search records every rule's evidence)
 _DEMO = {k: v for k, v in DEMO_OVERRIDES["search"].items() if not k.startswith("pruning#")}

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from iac_components.utils import machine_info, write_json_atomic  # noqa: E402
+from iac_components.utils import machine_info, write_json_atomic
 
 
 def main() -> None:

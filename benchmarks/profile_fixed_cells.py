@@ -14,15 +14,12 @@ import sys
 from pathlib import Path
 
 import torch
+from bench_backbones import _timed
+from bench_throughput import GENOTYPE, _net
+from monai.losses import DiceCELoss
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_backbones import _timed  # noqa: E402
-from bench_throughput import GENOTYPE, _net  # noqa: E402
-from monai.losses import DiceCELoss  # noqa: E402
-
-from iac_components.implant import get_network_adapter, implant_fixed_cells  # noqa: E402
-from iac_components.utils import machine_info, write_json_atomic  # noqa: E402
+from iac_components.implant import get_network_adapter, implant_fixed_cells
+from iac_components.utils import machine_info, write_json_atomic
 
 
 def main() -> None:

@@ -22,12 +22,11 @@ import shutil
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from iac_components.bundles.run import find_bundle, run_workflow  # noqa: E402
-from iac_components.demo import DEMO_OVERRIDES  # noqa: E402
-from iac_components.evidence.runner import per_patient_metrics  # noqa: E402
-from iac_components.stats import paired_comparison  # noqa: E402
-from iac_components.utils import machine_info, write_json_atomic  # noqa: E402
+from iac_components.bundles.run import find_bundle, run_workflow
+from iac_components.demo import DEMO_OVERRIDES
+from iac_components.evidence.runner import per_patient_metrics
+from iac_components.stats import paired_comparison
+from iac_components.utils import machine_info, write_json_atomic
 
 RECIPES = {
     "trainable": {"freeze_backbone": False, "backbone_lr_multiplier": 1.0},

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from iac_components.analysis.temporal import blocked_counts, load_history  # noqa: E402
-from iac_components.utils import write_json_atomic  # noqa: E402
+from iac_components.analysis.temporal import blocked_counts, load_history
+from iac_components.utils import write_json_atomic
 
 
 def evidence(history: dict, group: int = 0) -> dict:

@@ -15,12 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from iac_components.bundles.run import find_bundle, run_workflow  # noqa: E402
-from iac_components.demo import DEMO_OVERRIDES  # noqa: E402
-from iac_components.evidence.runner import EVIDENCE_DATA  # noqa: E402
-from iac_components.utils import machine_info, write_json_atomic  # noqa: E402
+from iac_components.bundles.run import find_bundle, run_workflow
+from iac_components.demo import DEMO_OVERRIDES
+from iac_components.evidence.runner import EVIDENCE_DATA
+from iac_components.utils import machine_info, write_json_atomic
 
 
 def main() -> None:

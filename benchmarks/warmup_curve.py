@@ -16,12 +16,11 @@ import shutil
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _synthetic import synthetic_baseline  # noqa: E402
+from _synthetic import synthetic_baseline
 
-from iac_components.bundles.run import run_workflow  # noqa: E402
-from iac_components.demo import DEMO_OVERRIDES  # noqa: E402
-from iac_components.utils import machine_info, write_json_atomic  # noqa: E402
+from iac_components.bundles.run import run_workflow
+from iac_components.demo import DEMO_OVERRIDES
+from iac_components.utils import machine_info, write_json_atomic
 
 
 def main() -> None:
