@@ -130,6 +130,7 @@ def test_cell_gammas_come_from_the_retrained_checkpoint(tmp_path):
     assert cell_gammas(tmp_path / "model.pt") == [0.25, 0.5]
 
 
+@pytest.mark.slow  # a real iac process over the committed results
 def test_benchmark_report_only_with_defaults_leaves_tracked_files_unchanged():
     """``iac benchmark --report_only`` run from the repository writes under its own run folder
     (benchmarks/runs/, ignored), never over the committed results."""

@@ -50,6 +50,7 @@ def test_every_workflow_checks_its_overrides_first(workflow):
     assert "check_cli_overrides" in first
 
 
+@pytest.mark.slow  # a real python -m monai.bundle run process
 def test_monai_bundle_run_refuses_a_typo_before_training(tmp_path):
     import subprocess
 

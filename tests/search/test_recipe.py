@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from iac_components.search.recipe import SEARCH_RECIPE, demo_search
 
 PROBE = r"""
@@ -34,6 +36,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow  # subprocesses: the generator, the nnU-Net trainer, the demo (about 20 s)
 def test_one_change_in_the_recipe_reaches_every_consumer():
     proc = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
