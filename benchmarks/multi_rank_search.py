@@ -13,6 +13,7 @@ what synchronising costs, not what N GPUs gain; the epochs to the decision are t
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import shutil
@@ -76,9 +77,17 @@ def main(argv: list[str] | None = None) -> None:
         rows[ranks] = _summary(d / "search_history.json", time.perf_counter() - t)
         print(f"[multi_rank] {ranks} rank(s): {rows[ranks]}", flush=True)
     command = " ".join(["python", "benchmarks/multi_rank_search.py", *(argv or sys.argv[1:])])
-    result = {"command": command, "machine": machine_info(), "search": search, "ranks": rows}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent,
+                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    raw_dir = Path(args.results)
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    for ranks in rows:  # the histories the table is read from, beside it
+        with gzip.open(raw_dir / f"ranks{ranks}_search_history.json.gz", "wt") as f:
+            f.write((out / f"ranks{ranks}" / "search_history.json").read_text())
+    result = {"command": command, "commit": commit, "machine": machine_info(), "search": search, "ranks": rows,
+              "raw_files": str(raw_dir)}  # fmt: skip
     write_json_atomic(Path(f"{args.results}.json"), result, indent=1)
-    lines = [f"# The demo's search on one process and on two ranks (`{command}`)", "",
+    lines = [f"# The demo's search on one process and on two ranks (`{command}`, commit {commit})", "",
              f"Machine: {result['machine'].get('cpu')}, {result['machine'].get('cores')} cores, CPU only (gloo). The two "
              "ranks share the two cores one process would use; the epochs to the decision carry over to N devices, "
              "the wall-clock does not.", "",

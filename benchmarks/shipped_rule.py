@@ -263,7 +263,7 @@ def stage_report(out: Path, results: Path, commands: list[str]) -> dict[str, Any
     comparison = paired_comparison(retrained["lth"], retrained["full"]) if len(retrained) == 2 else None
     nnunet = out / "nnunet_result.json"
     report = {
-        "live": live, "nnunet": json.loads(nnunet.read_text()) if nnunet.is_file() else None, "replays": replays,
+        "live": live, "nnunet": json.loads(nnunet.read_text()) if nnunet.is_file() else _nnunet_unfinished(out), "replays": replays,
         "retrained": {"mean_dice": {k: sum(v.values()) / len(v) for k, v in retrained.items()},
                       "lth_vs_full": comparison, "retrain": RETRAIN},
         "data": {"patients": PATIENTS, **GEOMETRY, "fractions": "the bundle's 35/35/10/20 %"},
@@ -273,6 +273,19 @@ def stage_report(out: Path, results: Path, commands: list[str]) -> dict[str, Any
     write_json_atomic(Path(f"{results}.json"), report, indent=1)
     Path(f"{results}.md").write_text(render(report))
     return report
+
+
+def _nnunet_unfinished(out: Path) -> dict[str, Any]:
+    """The nnU-Net search's entry when it has not reached its decision: the required keys unset, and what its log
+    shows (epochs completed; its last line)."""
+    from iac_components.nnunet.trainers import NNUNET_CHECK_INTERVAL
+
+    log = out / "nnunet" / "step2.log"
+    lines = log.read_text().splitlines() if log.is_file() else []
+    return {"decided": None, "decided_epoch": None, "budget_epochs": 50, "arch_steps_per_epoch": 250,
+            "config": {**SEARCH_RECIPE.to_dict(), "interval": NNUNET_CHECK_INTERVAL, "device": "cpu"},
+            "status": "not run to its decision" if lines else "not run",
+            "epochs_completed": sum("Epoch time" in ln for ln in lines), "log_last_line": lines[-1] if lines else None}  # fmt: skip
 
 
 def _write_raw(out: Path, results: Path, recorded: dict[str, Any], retrained: dict[str, Any]) -> str:
@@ -294,7 +307,8 @@ def _write_raw(out: Path, results: Path, recorded: dict[str, Any], retrained: di
     if (out / "genotypes" / "full.json").is_file():
         shutil.copy2(out / "genotypes" / "full.json", raw / "full_search_cell.json")
     shutil.copy2(out / "search_lth" / "genotype.json", raw / "live_search_cell.json")
-    return str(raw.relative_to(Path(__file__).resolve().parents[1]))
+    repo = Path(__file__).resolve().parents[1]
+    return str(raw.resolve().relative_to(repo)) if raw.resolve().is_relative_to(repo) else str(raw)
 
 
 def _commit() -> str:
@@ -323,7 +337,9 @@ def render(r: dict[str, Any]) -> str:
                       f"{c['mean_a']:.4f}, the full search's cell (its epoch {live['full_search_epochs_run']}) "
                       f"{c['mean_b']:.4f}: {c['mean_diff']:+.4f} (95 % CI {c['ci95'][0]:+.4f}..{c['ci95'][1]:+.4f}, "
                       f"Wilcoxon p = {c['wilcoxon_p']:.2g}, {c['n_patients']} patients; one seed, one cell each)."]  # fmt: skip
-    lines += ["", "## Replays on recorded full searches", "",
+    lines += ["", f"The full search of the same seed (observe-only) ran {live['full_search_epochs_run']} of its "
+              f"{live['budget_epochs']} epochs (its history is what the replays below read; it was not run to its budget).",
+              "", "## Replays on recorded full searches", "",
               "| history | arch steps (epochs) | rule | decided at arch step (epoch) | ops at the end | first cuts keep the final op |",
               "|---|---|---|---|---|---|"]  # fmt: skip
     for name, rep in r["replays"].items():
@@ -334,9 +350,13 @@ def render(r: dict[str, Any]) -> str:
             lines.append(f"| {name} | {rep['arch_steps']} ({rep['epochs']}) | {rule} | {dec} | {x['ops_alive_end']} | {safe} |")
     if r.get("nnunet"):
         n = r["nnunet"]
-        lines += ["", "## nnU-Net v2's search at its defaults", "",
-                  f"Decided: {n['decided']} (epoch {n['decided_epoch']} of {n['budget_epochs']} nnU-Net epochs of "
-                  f"{n['arch_steps_per_epoch']} iterations; {n.get('note', '')})."]  # fmt: skip
+        lines += ["", "## nnU-Net v2's search at its defaults", ""]
+        if n["decided"] is None:
+            lines.append(f"{n['status'].capitalize()}: {n['epochs_completed']} of its {n['budget_epochs']} nnU-Net epochs "
+                         f"({n['arch_steps_per_epoch']} iterations each) completed; no decision to report.")  # fmt: skip
+        else:
+            lines.append(f"Decided: {n['decided']} (epoch {n['decided_epoch']} of {n['budget_epochs']} nnU-Net epochs of "
+                         f"{n['arch_steps_per_epoch']} iterations; {n.get('note', '')}).")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
