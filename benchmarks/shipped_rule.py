@@ -54,6 +54,18 @@ GEOMETRY = {"spacing": [4.0, 4.0], "spatial_size": [32, 32]}
 RUN = {"device": "cpu", "amp": False, "num_workers": 0, **GEOMETRY}
 BASELINE = {"epochs": 50}
 
+#: How the committed results were made (the stages before the report; each from this script).
+RUNS_AS_MADE = (
+    "python benchmarks/shipped_rule.py --out benchmarks/runs/shipped_rule --stages data,baseline,full (started "
+    "before commit dfc4280; observe-only, so the rule's code does not change its trajectory and the replays read its "
+    "logits; stopped by hand at epoch 49 of 200 to free the core)",
+    "python benchmarks/shipped_rule.py --out benchmarks/runs/shipped_rule --stages lth (commit dfc4280, the rule as "
+    "shipped; later commits change only settling, which the bundles leave off, and the events' labels)",
+    "python benchmarks/shipped_rule.py --out benchmarks/runs/shipped_rule --stages retrain (commit 4f3bd8e)",
+    "python benchmarks/shipped_rule.py --out benchmarks/runs/shipped_rule --stages nnunet (commit d72d330; its search "
+    "stopped by hand before its first nnU-Net epoch ended, to free the core)",
+)
+
 
 def _common(out: Path, seed: int) -> dict[str, Any]:
     return {**RUN, "dataset_dir": str(out / "raw"), "cache_dir": str(out / "cache"), "bundle_root": str(out),
@@ -231,6 +243,8 @@ def stage_report(out: Path, results: Path, commands: list[str]) -> dict[str, Any
     old = previous_rule()
     recorded = {"shipped_full_search": full}
     for extra in sorted((out.parent / "study_shift14").glob("search_full_s*/search_history.json")):
+        if not (extra.parent / "genotype.json").is_file():  # still running
+            continue
         recorded[f"demo_config_{extra.parent.name}"] = json.loads(extra.read_text())
     shipped = JSDRule()
     replays = {}
@@ -385,7 +399,8 @@ def main(argv: list[str] | None = None) -> None:
         elif stage == "retrain":
             stage_retrain(out, configs, args.seed)
         elif stage == "report":
-            stage_report(out, Path(args.results), [" ".join(["python", "benchmarks/shipped_rule.py", *(argv or sys.argv[1:])])])
+            stage_report(out, Path(args.results),
+                         [*RUNS_AS_MADE, " ".join(["python", "benchmarks/shipped_rule.py", *(argv or sys.argv[1:])])])
         else:
             sys.exit(f"error: unknown stage {stage!r} (data, baseline, full, lth, nnunet, retrain, report)")
 
