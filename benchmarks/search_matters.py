@@ -37,6 +37,20 @@ from iac_components.evidence.runner import EVIDENCE_DATA
 from iac_components.utils import machine_info, write_json_atomic
 
 STUDIES = {"standard": {}, "known_answer": {"label_shift_mm": 14.0}}
+#: How the committed results were made: the steps of both studies, run as this script's ``--only`` runs them (the
+#: same CellStudy and run_study), from a git worktree of commit f7ea75a (the rule of dfc4280; later commits change
+#: the evidence package's name and the settling of a tie under a leading 'none') with one patch that landed in
+#: 4f3bd8e (an interrupted search resumes from its checkpoint); one step at a time per core, two cores shared with
+#: other runs. Not run: search seed 5, the LTH, truncated and random-cuts arms of seed 5, random cuts of seeds 2-4,
+#: SGAS-style of seeds 2-4 (time).
+RUNS_AS_MADE = (
+    "python benchmarks/search_matters.py --study standard --only retrain_one_op_skip_connect,retrain_one_op_avg_pool_3x3,"
+    "retrain_one_op_conv_3x3,retrain_one_op_sep_conv_3x3,retrain_one_op_dil_conv_3x3,retrain_no_cells",
+    "python benchmarks/search_matters.py --study known_answer --only <step> for each step: baseline, the one-op and "
+    "no_cells retrains, search_full_s1..s4, search_lth_s1..s4, retrain_full_s1..s4, retrain_lth_s1..s4, "
+    "retrain_random_0..14, retrain_no_cells_1x, retrain_no_cells_10x, retrain_truncated_s1..s4, search_random_cuts_s1, "
+    "retrain_random_cuts_s1, search_sgas_s1, retrain_sgas_s1",
+)
 FOLDERS = {"standard": "study_standard", "known_answer": "study_shift14"}
 REPO = Path(__file__).resolve().parents[1]
 
@@ -95,7 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     runs = Path(args.runs)
     if args.report:
-        report(runs, Path(args.results), [" ".join(["python", "benchmarks/search_matters.py", *(argv or sys.argv[1:])])])
+        report(runs, Path(args.results),
+               [*RUNS_AS_MADE, " ".join(["python", "benchmarks/search_matters.py", *(argv or sys.argv[1:])])])
         return
     s = study(args.study, runs)
     run_study(s, jobs=args.jobs, threads=1, only=args.only)
