@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "monai.bundle", "run",
                    "search", "--config_file",
-                   f"['{bundle}/configs/search.json','{bundle}/configs/multi_gpu_search.json']"]  # fmt: skip
+                   f"['{bundle}/configs/train.json','{bundle}/configs/search.json','{bundle}/configs/multi_gpu_search.json']"]  # fmt: skip
             for k, v in overrides.items():
                 cmd += [f"--{k}", v if isinstance(v, str) else json.dumps(v)]
             with open(d / "search.log", "w") as log:

@@ -135,7 +135,9 @@ class Bundles:
                          f"classes: {', '.join(st.class_names)}")  # fmt: skip
         lines.append(f"epochs: train {d.epochs['train']}, search {d.epochs['search']}, retrain {d.epochs['retrain']}; "
                      f"batch {d.batch_size} slices")  # fmt: skip
-        search = json.loads((_bundle_dir(spec.name) / "configs" / "search.json").read_text())
+        from iac_components.bundles.overlays import load_merged
+
+        search = load_merged(_bundle_dir(spec.name) / "configs" / "search.json")
         lines.append("search: " + ", ".join(f"{k} {search[k]}" for k in (
             "ops", "cell_channels", "partial_k", "learning_rate", "arch_learning_rate", "warmup_steps") if k in search)
             + f"; rule {search.get('pruning')}")  # fmt: skip

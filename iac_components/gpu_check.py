@@ -185,7 +185,7 @@ def part_torchrun(work: Path, dry: bool) -> dict[str, Any]:
             "genotype_file": str(out / "genotype.json")}  # fmt: skip
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", "--master_port", str(_free_port()),
            "-m", "monai.bundle", "run", "search", "--config_file",
-           f"['{bundle}/configs/search.json','{bundle}/configs/multi_gpu_search.json']"]  # fmt: skip
+           f"['{bundle}/configs/train.json','{bundle}/configs/search.json','{bundle}/configs/multi_gpu_search.json']"]  # fmt: skip
     for k, v in args.items():
         cmd += [f"--{k}", json.dumps(v) if not isinstance(v, str) else v]
     t = time.perf_counter()

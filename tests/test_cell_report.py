@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from iac_components.evidence.cell_report import emergence, recovery, study_report
+from iac_components.evidence.cell_report import emergence, recovery, render_markdown, study_report
 from iac_components.evidence.cells import arm_kind, chain_genotype, random_genotype_over
 from iac_components.genotype import Genotype
 
@@ -86,3 +86,28 @@ def test_class_recovery_counts_any_op_of_the_class_against_its_share_of_the_ops(
     mixed = Genotype(tuple(((j, "conv_3x3"), (j + 1, "skip_connect")) for j in range(4))).to_dict()
     r = recovery([mixed], ["conv_3x3", "sep_conv_3x3", "dil_conv_3x3"], n_ops=5)
     assert r["pooled"] == 0.5 and r["chance"] == pytest.approx(0.6) and r["p_binomial"] > 0.5
+
+
+def test_searches_over_a_second_baseline_join_recovery_but_not_the_cell_level_tests():
+    """A fifth seed searched over another baseline counts where the search is the unit (recovery, agreement) and
+    is read against its own no-cell retrain, never pooled with the first baseline's cells."""
+    patients = [f"p{i}" for i in range(10)]
+
+    def cell(kind, name, seed, level, genotype):
+        pp = {p: {"dice": level} for p in patients}
+        return {"kind": kind, "name": name, "seed": seed, "mean_dice": level, "cell_parameters": 1,
+                "genotype": genotype, "per_patient": pp}  # fmt: skip
+
+    conv, skip = chain_genotype("conv_3x3").to_dict(), chain_genotype("skip_connect").to_dict()
+    cells = [cell("one_op", f"one_op_{op}", None, 0.7 + 0.01 * k, chain_genotype(op).to_dict()) for k, op in enumerate(OPS)]
+    cells += [cell("random", f"random_{k}", None, 0.70 + 0.002 * k, random_genotype_over(k, OPS).to_dict()) for k in range(3)]
+    cells += [cell("full", "full_s1", 1, 0.74, conv), cell("lth", "lth_s1", 1, 0.73, conv), cell("reference", "no_cells", None, 0.68, None)]
+    second = {"cells": [cell("full", "full_s5", 5, 0.90, skip), cell("lth", "lth_s5", 5, 0.89, skip),
+                        cell("reference", "no_cells", None, 0.88, None)], "searches": {}}  # fmt: skip
+    r = study_report({"cells": cells, "ops": list(OPS), "searches": {}}, second=second)
+    assert r["searched_vs_random"]["n_searched"] == 1  # the second baseline's 0.90 is not pooled with the first's
+    assert r["known_answer"]["full_recovery"]["n_cells"] == 2 and r["known_answer"]["lth_recovery"]["n_cells"] == 2
+    assert r["agreement"]["lth_vs_full_same_seed"]["n_pairs"] == 2
+    assert r["second_baseline"]["cells"]["full_s5"]["minus_no_cells"] == pytest.approx(0.02)
+    assert [c["baseline"] for c in r["cells"] if c["seed"] == 5] == [2, 2]
+    assert "second baseline" in render_markdown(r)

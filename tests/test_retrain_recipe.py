@@ -12,6 +12,7 @@ from monai.losses import DiceCELoss
 from monai.networks.nets import BasicUNet
 from torch.utils.data import DataLoader
 
+from iac_components.bundles.overlays import load_merged
 from iac_components.bundles.runtime import CellContributionHandler, retrain_param_groups
 from iac_components.genotype import Genotype
 from iac_components.implant import implant_fixed_cells
@@ -83,7 +84,7 @@ def test_no_weight_decay_reaches_alpha_or_beta_in_any_shipped_search():
     files = _bundle_configs("search.json")
     assert len(files) >= 29
     for f in files:
-        config = json.loads(f.read_text())
+        config = load_merged(f)
         arch = config["arch_optimizer"]
         assert arch["params"] == "$list(@network.arch_parameters())" and arch.get("weight_decay", 0) == 0, f
         assert config["optimizer"]["params"] == "$list(@network.weight_parameters())", f
@@ -92,7 +93,7 @@ def test_no_weight_decay_reaches_alpha_or_beta_in_any_shipped_search():
 
 def test_every_retrain_validates_from_epoch_one_and_puts_gamma_apart():
     for f in _bundle_configs("retrain.json"):
-        config = json.loads(f.read_text())
+        config = load_merged(f)
         assert config["val_interval"] == 1, f
         assert "retrain_param_groups" in config["optimizer"]["params"], f
         assert {"gamma_learning_rate", "freeze_backbone", "backbone_lr_multiplier"} <= set(config), f

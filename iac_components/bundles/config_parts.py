@@ -82,9 +82,9 @@ def data_config(datalists: tuple[str, ...] = (), disjoint_search_folds: bool = F
     """The bundle's data; ``datalists`` names the sections whose ``#dataset#data`` (a datalist of 3-D files, as
     MONAI Label passes it) replaces ``dataset_dir``: ``("train", "validate")`` or ``("train",)``.
     ``disjoint_search_folds``: refuse a datalist too small for different search-train and search-val patients."""
-    refs = {"datalist": "@train#dataset#data"} if "train" in datalists else {}
-    if "validate" in datalists:
-        refs["val_datalist"] = "@validate#dataset#data"
+    # both keys always present (None: not used), so that an overlay changes one entry instead of the whole `data`
+    refs = {"datalist": "@train#dataset#data" if "train" in datalists else None,
+            "val_datalist": "@validate#dataset#data" if "validate" in datalists else None}  # fmt: skip
     return {
         "data": {
             "_target_": f"{RUNTIME}.BundleData",

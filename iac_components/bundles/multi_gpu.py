@@ -10,7 +10,7 @@ keeps the console handlers on rank 0 and leaves the group in ``finalize``. Check
 (Ignite's savers only write there); the rank-aware pieces of :mod:`iac_components` do the rest: rank 0 prepares
 the cache while the others wait, the search's pruning handler and the evaluation write from rank 0.
 
-* train / retrain: the network is wrapped in ``DistributedDataParallel``; validation is sharded and its Dice
+* train / retrain (``multi_gpu_train.json`` for both): the network is wrapped in ``DistributedDataParallel``; validation is sharded and its Dice
   gathered (MONAI's metric handlers do that).
 * search: the network is *not* wrapped: the engine averages the gradients of each of its two steps itself, so
   α/β stay identical on every rank and a cut needs no rebuilt wrapper (:mod:`iac_components.distributed` says why).
@@ -36,7 +36,9 @@ from iac_components.bundles.table import BundleSpec
 
 __all__ = ["MULTI_GPU_WORKFLOWS", "multi_gpu_config"]
 
-MULTI_GPU_WORKFLOWS = ("train", "search", "retrain", "evaluate")
+#: retrain merges over train.json, so ``multi_gpu_train.json`` serves it too (``['train.json','retrain.json',
+#: 'multi_gpu_train.json']``): one file per set of keys
+MULTI_GPU_WORKFLOWS = ("train", "search", "evaluate")
 
 _DIST = "iac_components.distributed"
 _RANK0_ONLY = "$[h for h in {handlers} if dist.get_rank() == 0 or type(h).__name__ != 'StatsHandler']"
@@ -76,7 +78,7 @@ def multi_gpu_config(spec: BundleSpec, workflow: str) -> dict[str, Any]:
         config["train#handlers#0#window"] = f"$max(1, round(@pruning#window / {ranks}))"
         config["train#trainer#train_handlers"] = _RANK0_ONLY.format(handlers="@train#handlers")
         return config
-    if workflow not in ("train", "retrain"):
+    if workflow != "train":
         raise ValueError(f"no multi-GPU overlay for {workflow!r}; one of {MULTI_GPU_WORKFLOWS}")
     config["network"] = (
         "$torch.nn.parallel.DistributedDataParallel(@network_def.to(@device), "

@@ -41,9 +41,12 @@ def run_first_hint(workflow: str, bundle_root: str, argv: Sequence[str] | None =
     ``workflow`` in this bundle, with the user's own shared overrides (``--ckpt_dir X`` and so on) repeated."""
     import shlex
 
+    from iac_components.bundles.overlays import command_files
+
     root = os.path.abspath(bundle_root)
+    files = command_files(os.path.join(root, "configs", workflow + ".json"))
     command = (f"python -m monai.bundle run{' search' if workflow == 'search' else ''} --config_file "
-               f"{shlex.quote(os.path.join(root, 'configs', workflow + '.json'))} --bundle_root {shlex.quote(root)}")
+               f"{shlex.quote(files)} --bundle_root {shlex.quote(root)}")
     argv = list(sys.argv if argv is None else argv)
     if _is_monai_bundle_run(argv):
         args = argv[2:]

@@ -85,15 +85,18 @@ def run_workflow(config: str | Path | list[str | Path], run_id: str = "run", log
     would, with ``overrides`` (config ids to values); returns its wall-clock in seconds.
 
     Args:
-        config: the workflow's config file, or a list merged in order (base first, then overlays); the bundle's
-            ``metadata.json`` is read from the first file's folder.
+        config: the workflow's config file (an overlay brings the files it is merged over: ``configs/search.json``
+            runs train.json with search.json over it, :mod:`.overlays`), or a list merged in order (base first, then
+            overlays); the bundle's ``metadata.json`` is read from the first file's folder.
         run_id: the expression to run (``run``, or ``search`` for a search).
         log_file: where its output goes (default: the console).
         overrides: config ids (``#`` for nesting) and their values.
     """
     from monai.bundle import ConfigWorkflow
 
-    files = [Path(c) for c in (config if isinstance(config, (list, tuple)) else [config])]
+    from iac_components.bundles.overlays import chain_files
+
+    files = chain_files(config) if not isinstance(config, (list, tuple)) else [Path(c) for c in config]
     t = time.perf_counter()
     with LogTo(log_file) if log_file is not None else contextlib.nullcontext():
         workflow = ConfigWorkflow(

@@ -486,7 +486,7 @@ def retrain_param_groups(
     from iac_components.distributed import unwrap
     from iac_components.implant import ImplantedNetwork
 
-    network = unwrap(network)  # multi_gpu_retrain.json wraps it in DistributedDataParallel
+    network = unwrap(network)  # multi_gpu_train.json (over retrain.json) wraps it in DistributedDataParallel
     lr, mult = float(learning_rate), float(backbone_lr_multiplier)
     if isinstance(network, ImplantedNetwork):
         cells = network.cells

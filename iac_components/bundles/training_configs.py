@@ -1,8 +1,7 @@
 """``train.json``, ``retrain.json``, ``search.json``, ``evaluate.json``, the comparison baselines' configs and the
-``finetune.json`` overlay. Each but the overlay stands alone
-(``python -m monai.bundle run --config_file <bundle>/configs/search.json`` needs no
-other config), and reads top to bottom as in the MONAI model zoo: paths and devices, data, network, loss,
-optimisers, then the ``train`` / ``validate`` sections, and ``initialize`` / ``run`` / ``finalize``.
+``finetune.json`` overlay, each written whole here and read top to bottom as in the MONAI model zoo: paths and
+devices, data, network, loss, optimisers, then the ``train`` / ``validate`` sections, and ``initialize`` / ``run`` /
+``finalize``. The bundle keeps ``train.json`` whole and the others as overlays on it (:mod:`.overlays`).
 """
 
 from __future__ import annotations

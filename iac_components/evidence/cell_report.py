@@ -99,7 +99,7 @@ def emergence(history: Mapping[str, Any], genotype: Mapping[str, Any], group: in
 
 
 def study_report(doc: Mapping[str, Any], histories: Mapping[str, Mapping[str, Any]] | None = None,
-                 standard: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 standard: Mapping[str, Any] | None = None, second: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The report of one study (the known-answer data) and, optionally, the op-level ground truth of another
     (``standard``: the plain synthetic data).
 
@@ -107,13 +107,20 @@ def study_report(doc: Mapping[str, Any], histories: Mapping[str, Mapping[str, An
         doc: the study's ``study.json``.
         histories: search name (``full_s1`` ...) -> its ``search_history.json`` (for the emergence figures).
         standard: another study's ``study.json`` whose one-op and random cells are reported beside.
+        second: a study of the same data and recipe over another baseline (a baseline retrained where the first
+            could not be reproduced bit for bit): its searches join what is a property of a search (recovery,
+            emergence, agreement, cost); its cells' Dice is reported against its own no-cell reference only, never
+            pooled with the first baseline's cells (the cell-level tests and the bootstraps use the first alone).
     """
     cells = list(doc["cells"])
+    extra = [c for c in (second or {}).get("cells", []) if c["kind"] in ("full", "lth")]
+    searched = {k: _by_kind(cells, k) + _by_kind(extra, k) for k in ("full", "lth")}  # every search, both baselines
     ops = list(doc["ops"])
     pp = _per_patient(cells)
     names = {k: [c["name"] for c in _by_kind(cells, k)] for k in ("one_op", "random", "full", "lth", "control", "reference")}
     report: dict[str, Any] = {
-        "cells": [{k: c[k] for k in ("kind", "name", "seed", "mean_dice", "cell_parameters", "genotype")} for c in cells],
+        "cells": [{k: c[k] for k in ("kind", "name", "seed", "mean_dice", "cell_parameters", "genotype")} | {"baseline": b}
+                  for b, group in ((1, cells), (2, extra)) for c in group],  # fmt: skip
         "ops": ops,
         "one_op": {c["name"].removeprefix("one_op_"): c["mean_dice"] for c in _by_kind(cells, "one_op")},
     }
@@ -177,7 +184,7 @@ def study_report(doc: Mapping[str, Any], histories: Mapping[str, Mapping[str, An
         ka["winner_vs_median_op"] = {k: v for k, v in _boot(pp, [f"one_op_{winner}"], [f"one_op_{median_op}"]).items()
                                      if k != "_draws"} | {"median_op": median_op}  # fmt: skip
         for kind in ("full", "lth"):
-            ka[f"{kind}_recovery"] = recovery([c["genotype"] for c in _by_kind(cells, kind)], winner, len(ops))
+            ka[f"{kind}_recovery"] = recovery([c["genotype"] for c in searched[kind]], winner, len(ops))
         # the same question one level up: the class of ops (learned or parameter-free) whose one-op cells score best
         classes = {k: v for k, v in op_classes(list(one_op)).items() if v}
         if len(classes) == 2:
@@ -187,12 +194,13 @@ def study_report(doc: Mapping[str, Any], histories: Mapping[str, Mapping[str, An
             ka["winning_class"] = {
                 "classes": classes, "mean_dice": means, "winner": best, "margin": means[best] - means[other],
                 "worst_of_winner_minus_best_of_other": min(one_op[o] for o in classes[best]) - max(one_op[o] for o in classes[other]),
-                **{f"{kind}_recovery": recovery([c["genotype"] for c in _by_kind(cells, kind)], classes[best], len(ops))
+                **{f"{kind}_recovery": recovery([c["genotype"] for c in searched.get(kind, _by_kind(cells, kind))],
+                                                classes[best], len(ops))
                    for kind in ("full", "lth", "random")},
             }  # fmt: skip
         if histories:
-            per = {n: emergence(h, next(c["genotype"] for c in cells if c["name"] == n)) for n, h in histories.items()
-                   if any(c["name"] == n for c in cells)}  # fmt: skip
+            per = {n: emergence(h, next(c["genotype"] for c in cells + extra if c["name"] == n))
+                   for n, h in histories.items() if any(c["name"] == n for c in cells + extra)}  # fmt: skip
             allf = [f for e in per.values() for f in e["fractions"] if f is not None]
             ka["emergence"] = {"per_search": per, "median": float(np.median(allf)) if allf else None,
                                "what": "arch step from which each final op stays its edge's top-1 by α, as a "
@@ -201,19 +209,32 @@ def study_report(doc: Mapping[str, Any], histories: Mapping[str, Mapping[str, An
             ka["emergence"] = None
         report["known_answer"] = ka
     # agreement between searched cells, beside chance for this op set
-    g = {c["name"]: Genotype.from_dict(c["genotype"]) for c in cells if c["genotype"]}
-    fulls = [g[n] for n in names["full"]]
+    g = {c["name"]: Genotype.from_dict(c["genotype"]) for c in cells + extra if c["genotype"]}
+    fulls = [g[c["name"]] for c in searched["full"]]
     pairs_ff = list(combinations(fulls, 2))
+    both = sorted({c["seed"] for c in searched["full"]} & {c["seed"] for c in searched["lth"]})
     report["agreement"] = {
         "full_vs_full": _mean(genotype_agreement(a, b) for a, b in pairs_ff),
-        "lth_vs_full_same_seed": _mean(genotype_agreement(g[f"lth_s{s}"], g[f"full_s{s}"]) for s in seeds),
+        "lth_vs_full_same_seed": _mean(genotype_agreement(g[f"lth_s{s}"], g[f"full_s{s}"]) for s in both),
         "chance": chance_agreement(ops=tuple(ops)),
     }
     report["cost"] = {
         name: {k: v for k, v in s.items() if k in ("wall_clock_s", "epochs", "arch_steps", "decided_at", "search_s")}
         | {"ops_alive_sum": int(sum(s["ops_alive"]))}
-        for name, s in doc.get("searches", {}).items()
+        for d in (doc, second or {}) for name, s in d.get("searches", {}).items()
     }
+    if second is not None:
+        refs = {c["name"]: c["mean_dice"] for c in _by_kind(list(second["cells"]), "reference")}
+        first_refs = {c["name"]: c["mean_dice"] for c in _by_kind(cells, "reference")}
+        report["second_baseline"] = {
+            "why": "the first baseline could not be reproduced bit for bit (its no-cell retrain differs), so these "
+                   "searches ran over a second baseline: their Dice is read against that baseline's own no-cell "
+                   "retrain, and only their search-level figures (recovery, emergence, agreement) are pooled",
+            "no_cells": refs.get("no_cells"), "first_baseline_no_cells": first_refs.get("no_cells"),
+            "cells": {c["name"]: {"mean_dice": c["mean_dice"],
+                                  "minus_no_cells": (c["mean_dice"] - refs["no_cells"]) if "no_cells" in refs else None}
+                      for c in extra},
+        }  # fmt: skip
     if standard is not None:
         sc = list(standard["cells"])
         report["standard_data"] = {
@@ -310,10 +331,17 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines += ["", f"Agreement of full searches across search seeds: edges {f['edges']:.3f}, inputs {f['inputs']:.3f}, "
                       f"nodes {f['nodes']:.3f} (chance for these ops {ch['edges']:.3f} / {ch['inputs']:.3f} / "
                       f"{ch['nodes']:.3f})."]  # fmt: skip
-    lines += ["", "## Cells", "", "| kind | cell | search seed | mean test Dice | cell parameters |", "|---|---|---|---|---|"]
+    sb = report.get("second_baseline")
+    if sb:
+        lines += ["", "## Searches over a second baseline", "", f"{sb['why'].capitalize()}. No-cell retrain: "
+                  f"{sb['no_cells']:.4f} on the second baseline, {sb['first_baseline_no_cells']:.4f} on the first.", ""]
+        lines += [f"- {n}: {v['mean_dice']:.4f} ({v['minus_no_cells']:+.4f} against its own no-cell retrain)"
+                  for n, v in sb["cells"].items()]  # fmt: skip
+    lines += ["", "## Cells", "", "| kind | cell | search seed | baseline | mean test Dice | cell parameters |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
     for c in sorted(report["cells"], key=lambda c: (c["kind"], -c["mean_dice"])):
-        lines.append(f"| {c['kind']} | {c['name']} | {c['seed'] if c['seed'] is not None else ''} | {c['mean_dice']:.4f} | "
-                     f"{c['cell_parameters']} |")  # fmt: skip
+        lines.append(f"| {c['kind']} | {c['name']} | {c['seed'] if c['seed'] is not None else ''} | {c.get('baseline', 1)} | "
+                     f"{c['mean_dice']:.4f} | {c['cell_parameters']} |")  # fmt: skip
     sd = report.get("standard_data")
     if sd:
         lines += ["", "## The plain synthetic data (no known answer)", "",

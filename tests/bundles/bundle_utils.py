@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from monai.bundle import ConfigWorkflow
 
+from iac_components.bundles.overlays import chain_files
 from iac_components.genotype import Genotype
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,7 +72,9 @@ def run_workflow(config_file: Path | str | list[str], run_id: str = "run", **ove
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # also in session fixtures, which run before the per-test single-thread fixture
     try:
-        files = [str(f) for f in config_file] if isinstance(config_file, list) else str(config_file)
+        # one file: with the files it is merged over (configs/search.json -> train.json, search.json)
+        files = [str(f) for f in (config_file if isinstance(config_file, list) else chain_files(config_file))]
+        files = files if len(files) > 1 else files[0]
         override.setdefault("bundle_root", str(bundle_of(files[0] if isinstance(files, list) else files)))
         wf = ConfigWorkflow(config_file=files, workflow_type=None, logging_file=False, run_id=run_id, **override)
         wf.initialize()
@@ -121,3 +124,16 @@ def run_blocked(code: str, *args: str, cwd) -> subprocess.CompletedProcess:
         [sys.executable, "-c", code, *args], cwd=cwd, env=subprocess_env(), capture_output=True, text=True, timeout=300
     )
 
+
+
+def representative_bundles() -> list[str]:
+    """The bundles whose networks the slow tier builds, exports and checks: a bundle's config is its dataset row
+    times its backbone row, and a network differs across datasets only in channels, classes and (nnU-Net's
+    DynUNet) the topology the dataset's spacing and shape give. So: every backbone on a 1-channel dataset (ACDC)
+    and on a 4-channel one (BraTS), every dataset's base U-Net and nnU-Net DynUNet, and custom_iac; the other
+    bundles (a large torchvision encoder on KiTS or AMOS) repeat those networks with other class counts. The fast
+    tier's ``iac bundles check`` still compares all of them with the generator."""
+    from iac_components.bundles.table import all_bundles
+
+    return [s.name for s in all_bundles()
+            if s.dataset.key in ("acdc", "brats", "custom") or s.backbone.key in ("", "nnunet")]  # fmt: skip

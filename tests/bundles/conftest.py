@@ -68,10 +68,11 @@ def acdc_trained(tmp_path_factory, acdc_raw) -> Pipeline:
 
 @pytest.fixture(scope="session")
 def acdc_searched(acdc_trained) -> Pipeline:
-    """The search of the README (id ``search``), typed from inside the bundle folder (``configs/search.json``)."""
+    """The search of the README (id ``search``), typed from inside the bundle folder (``configs/search.json`` over
+    ``configs/train.json``)."""
     p = acdc_trained
     proc = monai_bundle(
-        "run", "search", "--config_file", "configs/search.json", "--dataset_dir", p.raw, *SMALL_ARGS,
+        "run", "search", "--config_file", "['configs/train.json','configs/search.json']", "--dataset_dir", p.raw, *SMALL_ARGS,
         "--epochs", "2", "--warmup_steps", "2", cwd=p.root,
     )  # fmt: skip
     p.runs["search"] = check_ok(proc)

@@ -10,9 +10,10 @@ import shutil
 
 import pytest
 import torch
-from bundle_utils import BUNDLES, SCHEMA, copy_bundle
+from bundle_utils import BUNDLES, SCHEMA, copy_bundle, representative_bundles
 from monai.bundle import ConfigParser, ckpt_export, verify_metadata, verify_net_in_out
 
+from iac_components.bundles.overlays import chain_files
 from iac_components.bundles.table import all_bundles
 
 pytestmark = [
@@ -44,9 +45,8 @@ def test_documented_ids_are_expression_lists(name):
     }
     for f in WORKFLOW_FILES + BASELINE_FILES:
         parser = ConfigParser()
-        # the comparison baselines merge over train.json (the README's `--config_file "['train.json','baseline_...']"`)
-        files = ["train", f] if f in BASELINE_FILES else [f]
-        parser.read_config([str(BUNDLES / name / "configs" / f"{g}.json") for g in files])
+        # the overlays merge over train.json (the README's `--config_file "['configs/train.json','configs/search.json']"`)
+        parser.read_config([str(p) for p in chain_files(BUNDLES / name / "configs" / f"{f}.json")])
         ids = {"run", "initialize", "finalize"} | {i for i, g in documented if g == f and i != "search"}
         for run_id in ids:
             value = parser[run_id]
@@ -85,7 +85,7 @@ def _io(parser: ConfigParser) -> tuple[int, int, int]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", representative_bundles())
 def test_network_contract_export_and_torchscript(name, tmp_path, genotype_file):
     """With a test genotype and random weights in a copy of the bundle: ``verify_net_in_out``, the model contract
     ``(B, C, H, W, D) -> (B, K, H, W, D)``, ``ckpt_export`` (traced), and TorchScript == eager at two sizes that
@@ -131,7 +131,7 @@ def test_folds_follow_split_seed_not_the_training_seed(name):
     """A search run with ``--seed 1`` over a baseline trained with ``--seed 0`` must see the same test patients."""
     for f in ["train", "search", "retrain", "evaluate"]:
         parser = ConfigParser()
-        parser.read_config(str(BUNDLES / name / "configs" / f"{f}.json"))
+        parser.read_config([str(p) for p in chain_files(BUNDLES / name / "configs" / f"{f}.json")])
         parser.update({"seed": 1})
         assert parser.get("split_seed") == 0, f
         assert parser.get("data")["split_seed"] == "@split_seed", f

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import shlex
+
 import pytest
 from bundle_utils import SMALL, SMALL_ARGS, copy_bundle, monai_bundle, run_workflow
+
+from iac_components.bundles.overlays import command_files
 
 # subprocess and whole-pipeline runs: the slow tier (`pytest -m slow`)
 pytestmark = pytest.mark.slow
@@ -40,7 +44,7 @@ def test_missing_checkpoint_names_file_and_command(workflow, missing, run_first,
     message = str(e.value.code)
     assert "\n" not in message and message.startswith("error: ")
     assert str(ckpt_dir / missing) in message
-    assert f"--config_file {root}/{run_first} --bundle_root {root}" in message
+    assert f"--config_file {shlex.quote(command_files(root / run_first))} --bundle_root {root}" in message
 
 
 def test_a_failed_export_keeps_model_ts_and_leaves_no_partial_file(tmp_path, monkeypatch):

@@ -41,14 +41,14 @@ def test_overlays_train_search_retrain_evaluate_on_two_ranks(acdc_trained, tmp_p
              "--epochs", "1", cwd=root)  # fmt: skip
     assert (models / "baseline.pt").stat().st_mtime_ns != before  # rank 0 saved the best epoch
 
-    proc = torchrun("-m", "monai.bundle", "run", "search", "--config_file", _configs("search", "multi_gpu_search"),
+    proc = torchrun("-m", "monai.bundle", "run", "search", "--config_file", _configs("train", "search", "multi_gpu_search"),
                     *data, *ARGS, "--epochs", "2", "--warmup_steps", "2", cwd=root)  # fmt: skip
     history = json.loads((root / "eval" / "search_history.json").read_text())
     assert [e["epoch"] for e in history["epochs"]] == [1, 2]
     assert (models / "genotype.json").is_file()
     assert proc.stderr.count("search epoch 2/2") <= 1  # the progress line comes from rank 0 only
 
-    torchrun("-m", "monai.bundle", "run", "--config_file", _configs("retrain", "multi_gpu_retrain"), *data, *ARGS,
+    torchrun("-m", "monai.bundle", "run", "--config_file", _configs("train", "retrain", "multi_gpu_train"), *data, *ARGS,
              "--epochs", "1", cwd=root)  # fmt: skip
     state = torch.load(models / "model.pt", map_location="cpu", weights_only=True)
     assert state and not any(k.startswith("module.") for k in state.get("model", state))  # without the DDP wrapper
@@ -56,7 +56,7 @@ def test_overlays_train_search_retrain_evaluate_on_two_ranks(acdc_trained, tmp_p
     # evaluation: one process, then two ranks into another folder: the same rows, each patient once
     small = {k: v for k, v in SMALL.items() if k in ("spacing", "spatial_size", "num_workers")}
     run_workflow(root / "configs" / "evaluate.json", dataset_dir=str(acdc_trained.raw), device="cpu", **small)
-    torchrun("-m", "monai.bundle", "run", "--config_file", _configs("evaluate", "multi_gpu_evaluate"), *data,
+    torchrun("-m", "monai.bundle", "run", "--config_file", _configs("train", "evaluate", "multi_gpu_evaluate"), *data,
              "--spacing", "[2.0, 2.0]", "--spatial_size", "[48, 48]", "--num_workers", "0",
              "--output_dir", str(tmp_path / "eval2"), cwd=root)  # fmt: skip
     for name in ("iac", "baseline"):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from iac_components.bundles.overlays import load_merged
 from iac_components.bundles.overrides import check_cli_overrides, config_ids, unknown_overrides
 
 BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "acdc_iac" / "configs"
@@ -29,12 +30,12 @@ def test_a_misspelt_key_is_named_with_the_closest_valid_one():
 
 
 def test_known_keys_nested_keys_overlays_and_monai_arguments_pass():
-    files = f"['{BUNDLE / 'search.json'}','{BUNDLE / 'multi_gpu_search.json'}']"
+    files = f"['{BUNDLE / 'train.json'}','{BUNDLE / 'search.json'}','{BUNDLE / 'multi_gpu_search.json'}']"
     argv = [MONAI_MAIN, "run", "search", "--config_file", files, "--meta_file", "m.json", "--pruning#epsilon", "0.3",
             "--train#dataloader#sampler", "x", "--epochs=3", "--logging_file", "l.conf"]  # fmt: skip
     check_cli_overrides(argv)  # nothing raised
     # a key only an overlay defines is unknown without the overlay
-    assert [k for k, _ in unknown_overrides(["--config_file", str(BUNDLE / "search.json"),
+    assert [k for k, _ in unknown_overrides(["--config_file", f"['{BUNDLE / 'train.json'}','{BUNDLE / 'search.json'}']",
                                              "--train#dataloader#sampler", "x"])] == ["train#dataloader#sampler"]  # fmt: skip
 
 
@@ -44,9 +45,8 @@ def test_other_processes_are_not_checked():
 
 @pytest.mark.parametrize("workflow", ["train", "search", "retrain", "evaluate", "inference"])
 def test_every_workflow_checks_its_overrides_first(workflow):
-    import json
 
-    first = json.loads((BUNDLE / f"{workflow}.json").read_text())["initialize"][0]
+    first = load_merged(BUNDLE / f"{workflow}.json")["initialize"][0]
     assert "check_cli_overrides" in first
 
 
@@ -81,11 +81,10 @@ def test_a_hint_to_run_another_workflow_first_keeps_the_users_own_folders():
 
 @pytest.mark.parametrize("workflow", ["train", "search", "retrain", "evaluate", "inference"])
 def test_a_cuda_device_without_a_gpu_is_one_line(workflow):
-    import json
 
     import torch
 
-    init = json.loads((BUNDLE / f"{workflow}.json").read_text())["initialize"]
+    init = load_merged(BUNDLE / f"{workflow}.json")["initialize"]
     assert any("no CUDA device is available here" in e for e in init)
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from bundle_utils import BUNDLES, GENOTYPE, REPO, SMALL, copy_bundle, subprocess_env
+from bundle_utils import BUNDLES, GENOTYPE, REPO, SMALL, copy_bundle, representative_bundles, subprocess_env
 from monai.bundle import ConfigParser, ConfigWorkflow
 
+from iac_components.bundles.overlays import chain_files, command_files
 from iac_components.bundles.table import all_bundles
 from iac_components.data import synthesize
 from iac_components.genotype import save_genotypes
@@ -30,11 +31,11 @@ SYNTH = {"acdc": "acdc", "brats": "brats2021", "kits": "kits23", "amos": "amos",
 # ------------------------------------------------------------------------------------------------ bundle_root
 @pytest.mark.parametrize("workflow", ["train", "search", "retrain", "evaluate", "inference"])
 def test_bundle_root_is_the_same_through_parser_and_workflow(workflow, tmp_path):
-    config = BUNDLES / "acdc_iac" / "configs" / f"{workflow}.json"
+    config = [str(f) for f in chain_files(BUNDLES / "acdc_iac" / "configs" / f"{workflow}.json")]
     parser = ConfigParser()
-    parser.read_config(str(config))
-    wf = ConfigWorkflow(config_file=str(config), workflow_type=None, logging_file=False)
-    wf_root = ConfigWorkflow(config_file=str(config), workflow_type=None, logging_file=False, bundle_root=str(tmp_path))
+    parser.read_config(config)
+    wf = ConfigWorkflow(config_file=config, workflow_type=None, logging_file=False)
+    wf_root = ConfigWorkflow(config_file=config, workflow_type=None, logging_file=False, bundle_root=str(tmp_path))
     assert parser.get_parsed_content("bundle_root") == wf.parser.get_parsed_content("bundle_root") == "."
     assert wf_root.parser.get_parsed_content("bundle_root") == str(tmp_path)
     assert wf_root.parser.get_parsed_content("ckpt_dir") == f"{tmp_path}/models"
@@ -55,9 +56,9 @@ def _typed_root(cwd: Path, config: str, *extra: str) -> str:
 def test_bundle_root_typed_from_the_repository_and_from_the_bundle(tmp_path):
     """Outputs go to the current directory, or to ``--bundle_root``: the README's three forms."""
     bundle = BUNDLES / "acdc_iac"
-    assert _typed_root(REPO, "bundles/acdc_iac/configs/search.json") == str(REPO)
-    assert _typed_root(bundle, "configs/search.json") == str(bundle)
-    assert _typed_root(tmp_path, str(bundle / "configs/search.json"), "--bundle_root", str(bundle)) == str(bundle)
+    assert _typed_root(REPO, command_files("bundles/acdc_iac/configs/search.json")) == str(REPO)
+    assert _typed_root(bundle, command_files("configs/search.json")) == str(bundle)
+    assert _typed_root(tmp_path, command_files(bundle / "configs/search.json"), "--bundle_root", str(bundle)) == str(bundle)
 
 
 # ------------------------------------------------------------------------------------------------ properties
@@ -76,7 +77,7 @@ def raw_data(tmp_path_factory):
 
 
 def _checked(root: Path, workflow: str, workflow_type: str, **override) -> ConfigWorkflow:
-    wf = ConfigWorkflow(config_file=str(root / "configs" / f"{workflow}.json"), workflow_type=workflow_type,
+    wf = ConfigWorkflow(config_file=[str(f) for f in chain_files(root / "configs" / f"{workflow}.json")], workflow_type=workflow_type,
                         logging_file=False, bundle_root=str(root), **override)  # fmt: skip
     wf.initialize()
     assert wf.check_properties() == [], f"{root.name}/{workflow}.json"
@@ -110,7 +111,7 @@ def test_acdc_workflows_have_every_monai_property(raw_data, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in NAMES if n != "acdc_iac"])
+@pytest.mark.parametrize("name", [n for n in representative_bundles() if n != "acdc_iac"])
 def test_every_bundle_has_every_monai_property(name, raw_data, tmp_path):
     key = name.split("_iac")[0]
     _check_bundle(name, raw_data(key), tmp_path)

@@ -31,7 +31,7 @@ def test_the_readme_recipe_has_the_five_workflows_with_dataset_dir():
     lines = readme_recipe()
     assert lines[0].startswith("iac synth nnunet ")
     runs = [line for line in lines if "monai.bundle run" in line]
-    assert [re.search(r"configs/(\w+\.json)", r).group(1) for r in runs] == list(TOY)
+    assert [re.findall(r"configs/(\w+\.json)", r)[-1] for r in runs] == list(TOY)  # the overlay, after its base
     assert all("--dataset_dir $D" in r for r in runs[:4])
 
 
@@ -42,11 +42,12 @@ def test_the_readme_recipe_runs_as_written(tmp_path):
     script = []
     for line in readme_recipe():
         line = line.replace("/tmp/raw", str(raw)).replace("cd bundles/custom_iac", f"cd {shlex.quote(str(bundle))}")
-        m = re.search(r"configs/(\w+\.json)", line)
-        if m and "monai.bundle run" in line:
-            extra = TOY[m.group(1)] + ("" if m.group(1) in ("evaluate.json", "inference.json") else " " + COMMON)
+        names = re.findall(r"configs/(\w+\.json)", line)
+        if names and "monai.bundle run" in line:
+            name = names[-1]
+            extra = TOY[name] + ("" if name in ("evaluate.json", "inference.json") else " " + COMMON)
             line = line.replace("python ", f"{shlex.quote(sys.executable)} ", 1) + " " + extra.replace(
-                " --batch_size 4", "" if m.group(1) == "evaluate.json" else " --batch_size 4")
+                " --batch_size 4", "" if name == "evaluate.json" else " --batch_size 4")
         elif line.startswith("iac "):
             line += " --size 40 --slices '(4, 5)'"
         script.append(line)

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from iac_components.bundles.overlays import load_merged
 from iac_components.search.recipe import SEARCH_RECIPE, demo_search
 
 PROBE = r"""
@@ -51,7 +52,7 @@ def test_one_change_in_the_recipe_reaches_every_consumer():
 def test_the_committed_bundles_are_the_recipe():
     from pathlib import Path
 
-    search = json.loads((Path(__file__).resolve().parents[2] / "bundles" / "acdc_iac" / "configs" / "search.json").read_text())
+    search = load_merged(Path(__file__).resolve().parents[2] / "bundles" / "acdc_iac" / "configs" / "search.json")
     assert search["pruning"] == {**SEARCH_RECIPE.rule.to_config(), "control": None}
     assert (search["learning_rate"], search["arch_learning_rate"], search["warmup_steps"], search["epochs"]) == (
         SEARCH_RECIPE.learning_rate, SEARCH_RECIPE.arch_learning_rate, SEARCH_RECIPE.warmup_steps, SEARCH_RECIPE.epochs)

@@ -58,13 +58,14 @@ class FinetuneConstants(TrainConstants):
 
 
 class IACFinetuneTask(BundleTrainTask):
-    """``configs/retrain.json`` + ``configs/finetune.json`` with MONAI Label's datalist and epochs."""
+    """``configs/train.json`` + ``retrain.json`` + ``finetune.json`` with MONAI Label's datalist and epochs."""
 
     def __init__(self, path: str, conf: Dict[str, str]):
         super().__init__(path, conf, const=FinetuneConstants())
 
     def _config_files(self, path: str):
-        return [os.path.join(path, "configs", "retrain.json"), os.path.join(path, "configs", "finetune.json")]
+        # train.json is the base every training workflow is merged over (the bundle's README, "each key in one file")
+        return [os.path.join(path, "configs", n) for n in ("train.json", "retrain.json", "finetune.json")]
 
     def _load_bundle_config(self, path, config):
         parser = ConfigParser()
