@@ -10,8 +10,8 @@ keeps the console handlers on rank 0 and leaves the group in ``finalize``. Check
 (Ignite's savers only write there); the rank-aware pieces of :mod:`iac_components` do the rest: rank 0 prepares
 the cache while the others wait, the search's pruning handler and the evaluation write from rank 0.
 
-* train / retrain (``multi_gpu_train.json`` for both): the network is wrapped in ``DistributedDataParallel``; validation is sharded and its Dice
-  gathered (MONAI's metric handlers do that).
+* train / retrain (``multi_gpu_train.json`` for both): the network is wrapped in ``DistributedDataParallel``;
+  validation is sharded and its Dice gathered (MONAI's metric handlers do that).
 * search: the network is *not* wrapped: the engine averages the gradients of each of its two steps itself, so
   α/β stay identical on every rank and a cut needs no rebuilt wrapper (:mod:`iac_components.distributed` says why).
 * evaluate: each rank evaluates its share of the patients; the per-patient rows are gathered and written once.
