@@ -14,7 +14,7 @@ from iac_components.data.settings import get_settings
 
 __all__ = [
     "BOOL", "BUNDLE_ROOT", "IMPORTS", "RUNTIME", "backbone_config", "data_config", "dataset_settings", "insert_after",
-    "loss_config", "paths_config", "run_first", "slice_loader_config", "validate_config",
+    "loss_config", "paths_config", "run_first", "slice_loader_config", "train_preprocessing", "validate_config",
 ]  # fmt: skip
 
 # `bundle_root` is ".": the current directory, as in the model zoo's template. Every way MONAI resolves a config
@@ -123,6 +123,15 @@ def loss_config(spec: BundleSpec) -> dict[str, Any]:
     if spec.backbone.deep_supervision:
         return {"_target_": "iac_components.networks.StackedDeepSupervisionLoss", "loss": dice_ce}
     return dice_ce
+
+
+def train_preprocessing() -> dict[str, Any]:
+    """``train#preprocessing``: the per-slice training transforms (MONAI's dictionary transforms), where a zoo user
+    looks for them and edits them; the dataset applies them when ``augment`` is on. Everything before them (reading,
+    orientation, resampling, normalisation) runs once into the slice cache (``data``, its manifest says how)."""
+    from iac_components.data.transforms import augmentation_config
+
+    return {"preprocessing": {"_target_": "Compose", "transforms": augmentation_config()}}
 
 
 def slice_loader_config(

@@ -21,6 +21,7 @@ from iac_components.bundles.config_parts import (
     paths_config,
     run_first,
     slice_loader_config,
+    train_preprocessing,
     validate_config,
 )
 from iac_components.bundles.table import BundleSpec
@@ -58,7 +59,8 @@ def _supervised(spec: BundleSpec, network_def: dict[str, Any], epochs: int, lr: 
         },
         "lr_scheduler": {"_target_": "torch.optim.lr_scheduler.CosineAnnealingLR", "optimizer": "@optimizer", "T_max": "@epochs"},
         "train": {
-            **slice_loader_config("train", "train", f"${BOOL}(@augment)"),
+            **train_preprocessing(),
+            **slice_loader_config("train", "train", f"$@train#preprocessing if {BOOL}(@augment) else None"),
             "inferer": {"_target_": "SimpleInferer"},
             "handlers": [
                 {"_target_": "LrScheduleHandler", "lr_scheduler": "@lr_scheduler", "print_lr": True},
@@ -218,6 +220,7 @@ def search_config(spec: BundleSpec) -> dict[str, Any]:
         # `control` replaces the rule by one of the benchmark's controls (iac_components.search.controls)
         "pruning": {**RECIPE.rule.to_config(), "control": None},
         "train": {
+            **train_preprocessing(),  # off in the search (augment false), as in the paper
             **slice_loader_config("train", "search_train", False),
             **slice_loader_config("train", "search_val", False, data="@train#dataset#data", name="arch_dataset"),
             "inferer": {"_target_": "SimpleInferer"},

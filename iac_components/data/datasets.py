@@ -101,7 +101,9 @@ class SliceDataset(torch.utils.data.Dataset):
         splits: splits dict or path; default ``splits.json`` in the cache dir.
         case_ids: explicit case ids instead of a fold.
         augment: ``True`` for the default 2-D augmentation, a dict of
-            :func:`~iac_components.data.transforms.augmentation_config` arguments, or ``False``.
+            :func:`~iac_components.data.transforms.augmentation_config` arguments, a list of MONAI transform
+            configs, a built chain (a ``Compose``: a bundle's ``train#preprocessing``), or ``False`` / None. Its
+            random state is seeded with ``seed`` and it runs with MetaTensor tracking off (``track_meta``).
         transform: extra callable (or MONAI config list) applied to each item after the augmentation.
         empty_fraction: fraction of empty (no-foreground) slices kept, chosen once with ``seed``; 1 keeps all.
         seed: seed of the empty-slice selection and of the random transforms.
@@ -118,7 +120,7 @@ class SliceDataset(torch.utils.data.Dataset):
         fold: str | None = None,
         splits: dict[str, Any] | str | os.PathLike | None = None,
         case_ids: Sequence[str] | None = None,
-        augment: bool | dict[str, Any] = False,
+        augment: bool | dict[str, Any] | list[dict[str, Any]] | Callable | None = False,
         transform: Callable | list[dict[str, Any]] | None = None,
         empty_fraction: float = 1.0,
         seed: int = 0,
@@ -151,9 +153,12 @@ class SliceDataset(torch.utils.data.Dataset):
         self.index = index
         self.labelled = np.array(labelled, dtype=bool)
         self.augment = None
-        if augment:
-            cfg = augmentation_config(**(augment if isinstance(augment, dict) else {}))
+        if callable(augment):  # a chain built elsewhere (a bundle's ``train#preprocessing``), seeded here all the same
+            self.augment = augment
+        elif augment:
+            cfg = augment if isinstance(augment, list) else augmentation_config(**(augment if isinstance(augment, dict) else {}))
             self.augment = instantiate_transforms(cfg)
+        if self.augment is not None and hasattr(self.augment, "set_random_state"):
             self.augment.set_random_state(seed=int(seed))
         self.transform = instantiate_transforms(transform) if isinstance(transform, list) else transform
 

@@ -61,3 +61,19 @@ def test_the_committed_overlays_are_small_and_name_their_chain():
     assert command_files(configs / "inference.json") == str(configs / "inference.json")  # stands alone
     assert command_files("configs/retrain.json") == "['configs/train.json','configs/retrain.json']"
     assert not (configs / "multi_gpu_retrain.json").exists()  # retrain uses multi_gpu_train.json: one file per key
+
+
+def test_train_preprocessing_is_what_the_training_dataset_augments_with():
+    """The zoo's ``train#preprocessing``: the training transforms, applied by ``train#dataset`` while ``augment`` is
+    on (``--augment false`` leaves it unused); the search keeps it off."""
+    from monai.bundle import ConfigParser
+
+    configs = BUNDLES / "acdc_iac" / "configs"
+    for workflow, on in (("train", True), ("retrain", True), ("search", False)):
+        parser = ConfigParser(load_merged(configs / f"{workflow}.json"))
+        chain = parser.get_parsed_content("train#preprocessing")
+        assert [type(t).__name__ for t in chain.transforms][:3] == ["RandFlipd", "RandFlipd", "RandAffined"]
+        assert callable(parser.get_parsed_content("train#dataset#augment")) is on, workflow
+    parser = ConfigParser(load_merged(configs / "train.json"))
+    parser["augment"] = False
+    assert not parser.get_parsed_content("train#dataset#augment")

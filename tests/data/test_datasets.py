@@ -81,6 +81,23 @@ def test_augmentation_keeps_shapes_and_label_values(prepared):
     assert changed == len(plain)
 
 
+def test_a_bundles_train_preprocessing_is_the_default_augmentation_seeded_alike(prepared):
+    """``train#preprocessing`` (a Compose the bundle builds) in place of ``augment=True``: the same items, draw for
+    draw, since the dataset seeds whatever chain it is given."""
+    from monai.bundle import ConfigParser
+
+    from iac_components.bundles.config_parts import train_preprocessing
+
+    m = load_manifest(prepared("acdc", 4))
+    chain = ConfigParser(train_preprocessing()).get_parsed_content("preprocessing")
+    built, default = SliceDataset(m, augment=chain, seed=3), SliceDataset(m, augment=True, seed=3)
+    assert built.augment is chain
+    for i in range(len(default)):
+        a, b = default[i], built[i]
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+    assert SliceDataset(m, augment=None).augment is None
+
+
 def test_dataloader_with_workers(prepared):
     from monai.data import DataLoader
 
