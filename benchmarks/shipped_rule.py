@@ -239,9 +239,12 @@ def stage_report(out: Path, results: Path, commands: list[str]) -> dict[str, Any
     from iac_components.stats import paired_comparison
     from iac_components.utils import machine_info, write_json_atomic
 
-    full = _history(out, "full")
+    raw = results.parent / results.name
+    committed = _committed_histories(raw)  # what an earlier report wrote beside the results: re-read when not run here
+    full = _history(out, "full") if (out / "search_full").is_dir() else committed["shipped_full_search"]
     old = previous_rule()
     recorded = {"shipped_full_search": full}
+    recorded.update({k: v for k, v in sorted(committed.items()) if k.startswith("demo_config_")})
     for extra in sorted((out.parent / "study_shift14").glob("search_full_s*/search_history.json")):
         if not (extra.parent / "genotype.json").is_file():  # still running
             continue
@@ -254,7 +257,7 @@ def stage_report(out: Path, results: Path, commands: list[str]) -> dict[str, Any
             "shipped_rule": replay(h, shipped, replay_history),
             "previous_rule": replay(h, old.JSDRule(epsilon=0.1, window=32, patience=2, margin=1.0), old.replay_history),
         }  # fmt: skip
-    lth = _history(out, "lth")
+    lth = _history(out, "lth") if (out / "search_lth").is_dir() else committed["shipped_live_search"]
     per_epoch = [e["arch_steps"] for e in lth["epochs"]]
     arch_epochs = [b - a for a, b in zip([0] + per_epoch, per_epoch) if b - a > 0]
     live = {
@@ -272,6 +275,7 @@ def stage_report(out: Path, results: Path, commands: list[str]) -> dict[str, Any
     retrained = {}
     for arm in ("lth", "full"):
         csv = out / f"retrain_{arm}" / "evaluation" / "iac" / "metrics_per_case.csv"
+        csv = csv if csv.is_file() else raw / f"retrained_{arm}_metrics_per_case.csv"
         if csv.is_file():
             retrained[arm] = {p: m["dice"] for p, m in per_patient_metrics(csv).items()}
     comparison = paired_comparison(retrained["lth"], retrained["full"]) if len(retrained) == 2 else None
@@ -283,10 +287,21 @@ def stage_report(out: Path, results: Path, commands: list[str]) -> dict[str, Any
         "data": {"patients": PATIENTS, **GEOMETRY, "fractions": "the bundle's 35/35/10/20 %"},
         "commands": commands, "commit": _commit(), "machine": machine_info(),
     }  # fmt: skip
-    report["raw_files"] = _write_raw(out, results, recorded, retrained)
+    report["raw_files"] = _write_raw(out, results, {**recorded, "shipped_live_search": lth}, retrained)
     write_json_atomic(Path(f"{results}.json"), report, indent=1)
     Path(f"{results}.md").write_text(render(report))
     return report
+
+
+def _committed_histories(raw: Path) -> dict[str, Any]:
+    """The search histories an earlier report wrote beside its results (``<name>_search_history.json.gz``)."""
+    import gzip
+
+    found = {}
+    for gz in sorted(raw.glob("*_search_history.json.gz")):
+        with gzip.open(gz, "rt") as f:
+            found[gz.name.removesuffix("_search_history.json.gz")] = json.load(f)
+    return found
 
 
 def _nnunet_unfinished(out: Path) -> dict[str, Any]:
@@ -299,7 +314,7 @@ def _nnunet_unfinished(out: Path) -> dict[str, Any]:
     return {"decided": None, "decided_epoch": None, "budget_epochs": 50, "arch_steps_per_epoch": 250,
             "config": {**SEARCH_RECIPE.to_dict(), "interval": NNUNET_CHECK_INTERVAL, "device": "cpu"},
             "status": "not run to its decision" if lines else "not run",
-            "epochs_completed": sum("Epoch time" in ln for ln in lines), "log_last_line": lines[-1] if lines else None}  # fmt: skip
+            "epochs_completed": sum("search epoch" in ln for ln in lines), "log_last_line": lines[-1] if lines else None}  # fmt: skip
 
 
 def _write_raw(out: Path, results: Path, recorded: dict[str, Any], retrained: dict[str, Any]) -> str:
@@ -309,7 +324,7 @@ def _write_raw(out: Path, results: Path, recorded: dict[str, Any], retrained: di
 
     raw = results.parent / results.name
     raw.mkdir(parents=True, exist_ok=True)
-    histories = {**recorded, "shipped_live_search": _history(out, "lth")}
+    histories = dict(recorded)
     nnunet = list((out / "nnunet" / "results").rglob("nnUNetTrainerIACSearch_shipped__*/fold_0/search_history.json"))
     if nnunet:
         histories["nnunet_search"] = json.loads(nnunet[0].read_text())
@@ -317,10 +332,13 @@ def _write_raw(out: Path, results: Path, recorded: dict[str, Any], retrained: di
         with gzip.open(raw / f"{name}_search_history.json.gz", "wt") as f:
             json.dump(h, f)
     for arm in retrained:
-        shutil.copy2(out / f"retrain_{arm}" / "evaluation" / "iac" / "metrics_per_case.csv", raw / f"retrained_{arm}_metrics_per_case.csv")
+        csv = out / f"retrain_{arm}" / "evaluation" / "iac" / "metrics_per_case.csv"
+        if csv.is_file():  # else the committed copy is what was read
+            shutil.copy2(csv, raw / f"retrained_{arm}_metrics_per_case.csv")
     if (out / "genotypes" / "full.json").is_file():
         shutil.copy2(out / "genotypes" / "full.json", raw / "full_search_cell.json")
-    shutil.copy2(out / "search_lth" / "genotype.json", raw / "live_search_cell.json")
+    if (out / "search_lth" / "genotype.json").is_file():
+        shutil.copy2(out / "search_lth" / "genotype.json", raw / "live_search_cell.json")
     repo = Path(__file__).resolve().parents[1]
     return str(raw.resolve().relative_to(repo)) if raw.resolve().is_relative_to(repo) else str(raw)
 
