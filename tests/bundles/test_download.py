@@ -130,7 +130,7 @@ def test_custom_release_infers_without_the_cache(custom_pipeline, tmp_path):
                  "label": str(raw / "labelsTr" / f"{c}.nii.gz")} for c in cases]  # fmt: skip
     ts_before = (bundle / "models" / "model.ts").read_bytes()
     wf = run_workflow(
-        [str(bundle / "configs" / "retrain.json"), str(bundle / "configs" / "finetune.json")],
+        bundle / "configs" / "finetune.json",
         dataset_dir=str(tmp_path / "no_dataset_json"), **{"train#dataset#data": datalist[:3],
         "validate#dataset#data": datalist[3:], "train#trainer#max_epochs": 1}, num_workers=0, batch_size=4,
         device="cpu", amp=False,

@@ -112,7 +112,7 @@ def test_finetune_from_one_or_two_labelled_volumes(acdc_retrained, acdc_exported
     frames = sorted(acdc_retrained.raw.glob("training/*/*_frame01.nii.gz"))[:labelled]
     datalist = [{"image": str(f), "label": str(f).replace(".nii.gz", "_gt.nii.gz")} for f in frames]
     ts_before = (bundle / "models" / "model.ts").read_bytes()
-    run_workflow([str(bundle / "configs" / "retrain.json"), str(bundle / "configs" / "finetune.json")],
+    run_workflow(bundle / "configs" / "finetune.json",
                  dataset_dir=str(tmp_path / "none"), num_workers=0, device="cpu", amp=False,
                  **{"train#dataset#data": datalist[:1], "validate#dataset#data": datalist[1:],
                     "train#trainer#max_epochs": 1})  # fmt: skip
