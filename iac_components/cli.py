@@ -159,7 +159,7 @@ class Bundles:
         import json
         from pathlib import Path
 
-        from iac_components.bundles.runtime import export_program
+        from iac_components.bundles.export import export_program
 
         root = Path(bundle) if Path(bundle, "configs").is_dir() else _bundle_dir(bundle)
         models = Path(ckpt_dir) if ckpt_dir else root / "models"

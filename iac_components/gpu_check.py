@@ -137,8 +137,8 @@ def part_workflows(work: Path, dry: bool) -> dict[str, Any]:
     import nibabel as nib
     import numpy as np
 
+    from iac_components.bundles.export import export_torchscript
     from iac_components.bundles.run import run_workflow
-    from iac_components.bundles.runtime import export_torchscript
     from iac_components.evidence.genotypes import random_genotype
     from iac_components.genotype import save_genotypes
 

@@ -66,7 +66,7 @@ def _release_manifest(bundle: Path, cache_dir: Path, models: Path) -> dict[str, 
     """The preprocessing the model was trained with: the manifest.json that train/retrain write beside the weights,
     else the record inside model.pt, else the prepared cache's. A model whose preprocessing cannot be found is not
     packaged: its release would segment at the dataset's default geometry, silently wrong."""
-    from iac_components.bundles.runtime import model_record, release_preprocessing
+    from iac_components.bundles.model_record import model_record, release_preprocessing
 
     found = [models / "manifest.json", cache_dir / "manifest.json", cache_dir / "datalist" / "manifest.json"]
     for f in found[:1]:

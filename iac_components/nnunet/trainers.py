@@ -43,7 +43,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch._dynamo import OptimizedModule
 
 import iac_components.nnunet  # noqa: F401 - registers the adapter for nnU-Net's networks
-from iac_components.bundles.runtime import retrain_param_groups
+from iac_components.bundles.bundle_networks import retrain_param_groups
 from iac_components.genotype import genotype_cell_config, genotypes_from_doc
 from iac_components.implant import ImplantedNetwork, get_network_adapter, implant_fixed_cells, implant_search_cells
 from iac_components.search import IACSearchTrainer, JSDPruningHandler
