@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from iac_components.data.datasets import SliceDataset
     from iac_components.data.prepare import load_manifest, prepare_dataset
-    from iac_components.data.synth import SYNTH_SETTINGS, synthesize
+    from iac_components.data.synth import synth_settings, synthesize
     from iac_components.utils import atomic_write, write_json_atomic
 
     torch.set_num_threads(args.torch_threads)
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     t_synth = time.perf_counter() - t0
     t0 = time.perf_counter()
     manifest = prepare_dataset(
-        args.dataset, raw, work / "cache", num_workers=2, progress=False, force=True, **SYNTH_SETTINGS.get(args.dataset, {})
+        args.dataset, raw, work / "cache", num_workers=2, progress=False, force=True, **synth_settings(args.dataset)
     )
     t_prep = time.perf_counter() - t0
     m = load_manifest(manifest)

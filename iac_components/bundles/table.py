@@ -10,7 +10,7 @@ from typing import Any
 
 from iac_components.search.recipe import SEARCH_RECIPE
 
-__all__ = ["BACKBONE_ROWS", "DATASET_ROWS", "BundleSpec", "BackboneRow", "DatasetRow", "all_bundles", "get_bundle"]
+__all__ = ["BACKBONE_ROWS", "COLLECTION_DATASETS", "DATASET_ROWS", "BundleSpec", "BackboneRow", "DatasetRow", "all_bundles", "get_bundle"]
 
 
 @dataclass(frozen=True)
@@ -79,40 +79,21 @@ class BackboneRow:
     deep_supervision: bool = False
 
 
-DATASET_ROWS: dict[str, DatasetRow] = {
-    "acdc": DatasetRow(
-        key="acdc", adapter="acdc", title="ACDC cine-MRI (RV, myocardium, LV)",
-        default_dir="/workspace/data/ACDC/database",
-        license="ACDC data: free for research after registration; cite Bernard et al., IEEE TMI 2018.",
-        image_description="short-axis cine-MRI frame (ED or ES), z-scored over the image's non-zero voxels",
-    ),
-    "brats": DatasetRow(
-        key="brats", adapter="brats", title="BraTS 2021/2023 glioma MRI (NCR, ED, ET)",
-        default_dir="/workspace/data/BraTS2021",
-        license="BraTS data: CC BY 4.0 / challenge terms; cite Baid et al. 2021 and Menze et al. 2015.",
-        image_description="4 MRI sequences (t1, t1ce, t2, flair), each z-scored over the brain (non-zero voxels)",
-    ),
-    "kits": DatasetRow(
-        key="kits", adapter="kits23", title="KiTS23 kidney CT (kidney, tumour, cyst)",
-        default_dir="/workspace/data/kits23/dataset",
-        license="KiTS23 data: CC BY-NC-SA 4.0; cite Heller et al.",
-        batch_size=8, window_slices=8,
-        image_description="abdominal CT, HU clipped to [-79, 304] and scaled to [0, 1]",
-    ),
-    "amos": DatasetRow(
-        key="amos", adapter="amos", title="AMOS22 abdominal CT/MRI (15 organs)",
-        default_dir="/workspace/data/amos22",
-        license="AMOS22 data: CC BY 4.0; cite Ji et al., NeurIPS 2022.",
-        batch_size=8, window_slices=8,
-        image_description="abdominal CT (HU clipped to [-175, 250], scaled) or MRI (z-scored)",
-    ),
-    "custom": DatasetRow(
-        key="custom", adapter="nnunet", title="your dataset (nnU-Net v2 raw or MSD layout)",
-        default_dir="/workspace/data/nnUNet_raw/Dataset001_Custom",
-        license="as your data's.",
-        image_description="channels and classes read from the dataset's dataset.json",
-    ),
-}  # fmt: skip
+#: The datasets of the collection, in its order: registered adapter names whose module declares a ``BUNDLE_ROW``
+#: (the dataset's own facts live there, beside its adapter, settings and synthetic stand-in; ``nnunet`` is the
+#: collection's ``custom`` row: the user's own data).
+COLLECTION_DATASETS = ("acdc", "brats", "kits23", "amos", "nnunet")
+
+
+def _dataset_row(adapter: str) -> DatasetRow:
+    import importlib
+
+    from iac_components.data.base import dataset_module
+
+    return DatasetRow(adapter=adapter, **importlib.import_module(dataset_module(adapter)).BUNDLE_ROW)
+
+
+DATASET_ROWS: dict[str, DatasetRow] = {row.key: row for row in map(_dataset_row, COLLECTION_DATASETS)}
 
 BACKBONE_ROWS: dict[str, BackboneRow] = {
     "unet": BackboneRow("", "unet", "MONAI BasicUNet (base U-Net)"),

@@ -53,7 +53,7 @@ __all__ = [
     "make_slice_sampler",
     "evaluate_patients",
     "synthesize",
-    "SYNTH_SETTINGS",
+    "synth_settings",
 ]
 
 _LAZY = {
@@ -68,7 +68,7 @@ _LAZY = {
     "make_slice_sampler": "datasets",
     "evaluate_patients": "evaluate",
     "synthesize": "synth",
-    "SYNTH_SETTINGS": "synth",
+    "synth_settings": "synth",
 }
 
 

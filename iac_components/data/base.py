@@ -205,6 +205,11 @@ def check_dataset_name(name: str) -> str:
     return key
 
 
+def dataset_module(name: str) -> str:
+    """The module of the dataset registered as ``name``: its adapter, settings and synthetic stand-in live there."""
+    return _REGISTRY[check_dataset_name(name)][0]
+
+
 def adapter_class(name: str) -> type[DatasetAdapter]:
     """The adapter class registered as ``name`` (its class attributes are the dataset's facts: ``source``,
     ``modality``, ...), without reading any data."""

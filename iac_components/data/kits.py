@@ -21,14 +21,42 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from iac_components.data.base import Case, DatasetAdapter, DatasetError
-from iac_components.data.settings import DEFAULT_SETTINGS
+from iac_components.data.settings import DatasetSettings
+from iac_components.data.synth import (
+    SyntheticSpec,
+    body_ct,
+    centred_affine,
+    ct_image,
+    ct_patient,
+    ellipsoid,
+    patient_rng,
+    reorient_to_file,
+    save_nifti,
+)
 
 __all__ = ["KiTSAdapter", "KITS_LABEL_FILES"]
 
 KITS_LABEL_FILES = {19: "segmentation.nii.gz", 21: "aggregated_MAJ_seg.nii.gz", 23: "segmentation.nii.gz"}
 _CASE_RE = re.compile(r"^case_(\d{5})$")
+
+
+_KITS_COMMON = dict(spacing=(1.0, 1.0), spatial_size=(512, 512), ct_window=(-79.0, 304.0))
+#: Default preprocessing and evaluation settings per version (:mod:`iac_components.data.settings` says what each
+#: means).
+SETTINGS = {
+    "kits19": DatasetSettings(**_KITS_COMMON, class_names=("background", "kidney", "tumor"), channel_names=("CT",)),
+    "kits21": DatasetSettings(
+        **_KITS_COMMON, class_names=("background", "kidney", "tumor", "cyst"), channel_names=("CT",)
+    ),
+    "kits23": DatasetSettings(
+        **_KITS_COMMON, class_names=("background", "kidney", "tumor", "cyst"), channel_names=("CT",)
+    ),
+}  # fmt: skip
 
 
 class KiTSAdapter(DatasetAdapter):
@@ -49,7 +77,7 @@ class KiTSAdapter(DatasetAdapter):
             raise DatasetError(f"kits: unknown version {version}; valid: 19, 21, 23")
         self.version = int(version)
         self.name = f"kits{self.version}"
-        s = DEFAULT_SETTINGS[self.name]
+        s = SETTINGS[self.name]
         self.channel_names, self.class_names = s.channel_names, s.class_names
         self.label_values = tuple(range(len(s.class_names)))
 
@@ -76,3 +104,62 @@ class KiTSAdapter(DatasetAdapter):
                 label = self._label_or_error(label_path, cid)
             cases.append(Case(cid, cid, image, label, "CT", subset, {}))
         return cases
+
+
+# ------------------------------------------------------------------------------------------- synthetic stand-in
+def _synth_kits(out: Path, patients: int, seed: int, kw: dict[str, Any], version: int) -> Path:
+    data_dir = {19: out / "data", 21: out / "kits21" / "data", 23: out / "dataset"}[version]
+    label_name = {19: "segmentation.nii.gz", 21: "aggregated_MAJ_seg.nii.gz", 23: "segmentation.nii.gz"}[version]
+    c = kw["contrast"]
+    for i in range(patients):
+        rng = patient_rng(seed, i)
+        shape, sp, g, half, p = ct_patient(rng, kw)
+        hu = body_ct(g, shape, rng, p)
+        hu[ellipsoid(g, (0.45 * p["body_rx"], 0.1 * p["body_ry"], half[2] * 0.3), (70, 60, half[2] * 0.8))] = 60.0  # liver
+        lab = np.zeros(shape, np.uint8)
+        kid_r = (rng.uniform(22, 30), rng.uniform(25, 32), min(rng.uniform(45, 60), half[2] * 0.8))
+        kid_c = []
+        for side in (-1, 1):
+            ctr = (side * rng.uniform(0.35, 0.45) * p["body_rx"], -0.3 * p["body_ry"], rng.uniform(-0.2, 0.2) * half[2])
+            kid_c.append(ctr)
+            lab[ellipsoid(g, ctr, kid_r, rng.uniform(-0.4, 0.4))] = 1
+        k = int(rng.integers(0, 2))
+        tum_r = rng.uniform(10, 25)
+        direction = rng.normal(0, 1, 3)
+        direction /= np.linalg.norm(direction)
+        tum_c = np.array(kid_c[k]) + direction * np.array(kid_r) * 0.8
+        lab[ellipsoid(g, tum_c, (tum_r,) * 3)] = 2
+        if version in (21, 23) and rng.uniform() < 0.6:
+            cy_c = np.array(kid_c[1 - k]) + rng.uniform(-0.5, 0.5, 3) * np.array(kid_r)
+            lab[ellipsoid(g, cy_c, (rng.uniform(6, 12),) * 3)] = 3
+        levels = {1: 180.0 + rng.uniform(-30, 30), 2: 90.0 + rng.uniform(-25, 25), 3: 10.0 + rng.uniform(-5, 5)}
+        for v, level in levels.items():
+            hu[lab == v] = 40.0 + c * (level - 40.0)
+        img = ct_image(rng, hu, kw["noise"], kw["blur"])
+        aff = centred_affine(shape, sp, rng.uniform(-20, 20, 3))
+        # KiTS stores (z, y, x): every axis reversed, then transposed; the affine's first column is the z axis
+        (fimg, flab), faff = reorient_to_file([img, lab], aff, flips=(0, 1, 2), perm=(2, 1, 0))
+        cid = f"case_{i:05d}"
+        save_nifti(data_dir / cid / "imaging.nii.gz", fimg, faff)
+        save_nifti(data_dir / cid / label_name, flab, faff)
+    return out
+
+
+def _generate(out: Path, patients: int, seed: int, kw: dict[str, Any], name: str) -> Path:
+    return _synth_kits(out, patients, seed, kw, int(name[-2:]))
+
+
+#: The synthetic stand-in of this dataset (``iac synth kits``; :func:`iac_components.data.synth.synthesize`).
+SYNTHETIC = SyntheticSpec(
+    generate=_generate,
+    defaults={"size": 64, "slices": (14, 18), "spacing": (4.8, 5.4), "slice_spacing": 6.0, "noise": 0.02, "blur": 0.6},
+    prepare={"spacing": (5.0, 5.0), "spatial_size": (64, 64)},
+)
+
+
+#: Its row of the bundle collection (fields of :class:`iac_components.bundles.table.DatasetRow`).
+BUNDLE_ROW = {
+    "key": "kits", "title": "KiTS23 kidney CT (kidney, tumour, cyst)", "default_dir": "/workspace/data/kits23/dataset",
+    "license": "KiTS23 data: CC BY-NC-SA 4.0; cite Heller et al.", "batch_size": 8, "window_slices": 8,
+    "image_description": "abdominal CT, HU clipped to [-79, 304] and scaled to [0, 1]",
+}  # fmt: skip

@@ -24,7 +24,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from iac_components.data.base import Case, DatasetAdapter, DatasetError, modality_from_channel_names, strip_nii
+from iac_components.data.settings import DatasetSettings
+from iac_components.data.synth import ORIENTATIONS, SyntheticSpec, generic_case, patient_rng, reorient_to_file, save_nifti
+from iac_components.utils import write_json_atomic
 
 __all__ = ["MSDAdapter", "read_dataset_json", "parse_labels", "parse_channels"]
 
@@ -72,6 +77,10 @@ def parse_channels(meta: dict[str, Any], where: str) -> tuple[str, ...]:
         return tuple(str(ch[k]) for k in sorted(ch, key=int))
     except ValueError as e:
         raise DatasetError(f"{where}: channel keys must be integers, got {sorted(ch)}") from e
+
+
+#: Default settings: everything but the normalisation comes from the folder's ``dataset.json``.
+SETTINGS = {"msd": DatasetSettings()}
 
 
 class MSDAdapter(DatasetAdapter):
@@ -135,3 +144,46 @@ class MSDAdapter(DatasetAdapter):
                     raise DatasetError(f"{self.json_path}: '{section}'[{i}] ({cid}) has no 'label'")
                 cases.append(Case(cid, cid, images, label, self.case_modality(cid), subset, {}))
         return cases
+
+
+# ------------------------------------------------------------------------------------------- synthetic stand-in
+def _synth_msd(out: Path, patients: int, seed: int, kw: dict[str, Any]) -> Path:
+    channels = tuple(kw.get("channels", ("T2", "ADC")))
+    class_names = tuple(kw.get("class_names", ("background", "PZ", "TZ")))
+    task = str(kw.get("task", "Task05_Prostate"))
+    prefix = task.split("_", 1)[-1].lower()
+    training = []
+    for i in range(patients):
+        rng = patient_rng(seed, i)
+        images, lab, aff = generic_case(rng, kw, channels, len(class_names))
+        flips, perm = ORIENTATIONS[i % len(ORIENTATIONS)]
+        cid = f"{prefix}_{i:02d}"
+        # MSD keeps several channels in one 4-D file, channels last
+        img = np.stack(images, axis=-1) if len(images) > 1 else images[0]
+        (fimg, flab), faff = reorient_to_file([img, lab], aff, flips, perm)
+        save_nifti(out / "imagesTr" / f"{cid}.nii.gz", fimg, faff)
+        save_nifti(out / "labelsTr" / f"{cid}.nii.gz", flab, faff)
+        training.append({"image": f"./imagesTr/{cid}.nii.gz", "label": f"./labelsTr/{cid}.nii.gz"})
+    meta = {
+        "name": task.split("_", 1)[-1], "description": f"synthetic stand-in in the MSD layout ({task})",
+        "reference": "synthetic", "licence": "CC-BY-SA 4.0", "release": "1.0",
+        "tensorImageSize": "4D" if len(channels) > 1 else "3D",
+        "modality": {str(k): n for k, n in enumerate(channels)},
+        "labels": {str(k): n for k, n in enumerate(class_names)},
+        "numTraining": len(training), "numTest": 0, "training": training, "test": [],
+    }  # fmt: skip
+    write_json_atomic(out / "dataset.json", meta)
+    return out
+
+
+def _generate(out: Path, patients: int, seed: int, kw: dict[str, Any], name: str) -> Path:
+    return _synth_msd(out, patients, seed, kw)
+
+
+#: The synthetic stand-in of this dataset (``iac synth msd``; :func:`iac_components.data.synth.synthesize`).
+SYNTHETIC = SyntheticSpec(
+    generate=_generate,
+    defaults={"size": 64, "slices": (8, 12), "spacing": (1.8, 2.2), "slice_spacing": 4.0, "noise": 0.06, "blur": 0.6},
+    options=frozenset({"task", "channels", "class_names"}),
+    prepare={"spacing": (2.0, 2.0), "spatial_size": (64, 64)},
+)

@@ -23,14 +23,23 @@ from __future__ import annotations
 import logging
 import os
 import re
+from pathlib import Path
+from typing import Any
 
 from iac_components.data.base import Case, DatasetAdapter, DatasetError, modality_from_channel_names
 from iac_components.data.msd import parse_channels, parse_labels, read_dataset_json
+from iac_components.data.settings import DatasetSettings
+from iac_components.data.synth import ORIENTATIONS, SyntheticSpec, generic_case, patient_rng, reorient_to_file, save_nifti
+from iac_components.utils import write_json_atomic
 
 __all__ = ["NNUNetAdapter"]
 
 _DATASET_RE = re.compile(r"^Dataset(\d{3})_(.+)$")
 logger = logging.getLogger(__name__)
+
+
+#: Default settings: everything but the normalisation comes from the folder's ``dataset.json``.
+SETTINGS = {"nnunet": DatasetSettings()}
 
 
 class NNUNetAdapter(DatasetAdapter):
@@ -99,3 +108,48 @@ class NNUNetAdapter(DatasetAdapter):
         if n is not None and int(n) != len(cases):
             logger.warning("nnunet: %s says numTraining=%s but %d cases were found", self.json_path, n, len(cases))
         return cases
+
+
+# ------------------------------------------------------------------------------------------- synthetic stand-in
+def _synth_nnunet(out: Path, patients: int, seed: int, kw: dict[str, Any]) -> Path:
+    channels = tuple(kw.get("channels", ("T2", "ADC")))
+    class_names = tuple(kw.get("class_names", ("background", "organ", "lesion")))
+    root = out / f"Dataset{int(kw.get('dataset_id', 1)):03d}_{kw.get('dataset_name', 'Synthetic')}"
+    for i in range(patients):
+        rng = patient_rng(seed, i)
+        images, lab, aff = generic_case(rng, kw, channels, len(class_names))
+        flips, perm = ORIENTATIONS[i % len(ORIENTATIONS)]
+        arrays, faff = reorient_to_file([*images, lab], aff, flips, perm)
+        cid = f"case_{i:04d}"
+        for ch, arr in enumerate(arrays[:-1]):
+            save_nifti(root / "imagesTr" / f"{cid}_{ch:04d}.nii.gz", arr, faff)
+        save_nifti(root / "labelsTr" / f"{cid}.nii.gz", arrays[-1], faff)
+    meta = {
+        "channel_names": {str(k): n for k, n in enumerate(channels)},
+        "labels": {n: k for k, n in enumerate(class_names)},
+        "numTraining": patients, "file_ending": ".nii.gz", "name": root.name.split("_", 1)[-1],
+        "description": "synthetic stand-in in the nnU-Net v2 raw layout",
+    }  # fmt: skip
+    write_json_atomic(root / "dataset.json", meta)
+    return root
+
+
+def _generate(out: Path, patients: int, seed: int, kw: dict[str, Any], name: str) -> Path:
+    return _synth_nnunet(out, patients, seed, kw)
+
+
+#: The synthetic stand-in of this dataset (``iac synth nnunet``; :func:`iac_components.data.synth.synthesize`).
+SYNTHETIC = SyntheticSpec(
+    generate=_generate,
+    defaults={"size": 64, "slices": (8, 12), "spacing": (1.8, 2.2), "slice_spacing": 4.0, "noise": 0.06, "blur": 0.6},
+    options=frozenset({"dataset_id", "dataset_name", "channels", "class_names"}),
+    prepare={"spacing": (2.0, 2.0), "spatial_size": (64, 64)},
+)
+
+
+#: Its row of the bundle collection (fields of :class:`iac_components.bundles.table.DatasetRow`).
+BUNDLE_ROW = {
+    "key": "custom", "title": "your dataset (nnU-Net v2 raw or MSD layout)",
+    "default_dir": "/workspace/data/nnUNet_raw/Dataset001_Custom", "license": "as your data's.",
+    "image_description": "channels and classes read from the dataset's dataset.json",
+}  # fmt: skip

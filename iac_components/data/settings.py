@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -101,42 +102,30 @@ class DatasetSettings:
         return replace(self, **conv)
 
 
-_BRATS_COMMON = dict(spacing=(1.0, 1.0), spatial_size=(224, 224), hd95_max=BRATS_HD95_MAX)
-_KITS_COMMON = dict(spacing=(1.0, 1.0), spatial_size=(512, 512), ct_window=(-79.0, 304.0))
-_AMOS_CLASSES = (
-    "background", "spleen", "right kidney", "left kidney", "gallbladder", "esophagus", "liver", "stomach",
-    "aorta", "postcava", "pancreas", "right adrenal gland", "left adrenal gland", "duodenum", "bladder",
-    "prostate/uterus",
-)  # fmt: skip
+class _DefaultSettings(Mapping):
+    """Registered name -> :class:`DatasetSettings`, read from the dataset's own module (its ``SETTINGS``), so that a
+    dataset's defaults live beside its adapter and its synthetic stand-in (the table above summarises them)."""
 
-DEFAULT_SETTINGS: dict[str, DatasetSettings] = {
-    "acdc": DatasetSettings(
-        spacing=(1.5, 1.5), spatial_size=(256, 256), class_names=("background", "RV", "MYO", "LV"),
-        label_values=(0, 1, 2, 3), channel_names=("cine",),
-    ),
-    "brats2021": DatasetSettings(
-        **_BRATS_COMMON, class_names=("background", "NCR", "ED", "ET"), label_values=(0, 1, 2, 4),
-        channel_names=("t1", "t1ce", "t2", "flair"), regions={"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)},
-    ),
-    "brats2023": DatasetSettings(
-        **_BRATS_COMMON, class_names=("background", "NCR", "ED", "ET"), label_values=(0, 1, 2, 3),
-        channel_names=("t1n", "t1c", "t2w", "t2f"), regions={"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)},
-    ),
-    "kits19": DatasetSettings(**_KITS_COMMON, class_names=("background", "kidney", "tumor"), channel_names=("CT",)),
-    "kits21": DatasetSettings(
-        **_KITS_COMMON, class_names=("background", "kidney", "tumor", "cyst"), channel_names=("CT",)
-    ),
-    "kits23": DatasetSettings(
-        **_KITS_COMMON, class_names=("background", "kidney", "tumor", "cyst"), channel_names=("CT",)
-    ),
-    "amos": DatasetSettings(
-        spacing=(1.0, 1.0), spatial_size=(512, 512), ct_window=(-175.0, 250.0), class_names=_AMOS_CLASSES,
-        channel_names=("image",),
-    ),
-    "msd": DatasetSettings(),
-    "nnunet": DatasetSettings(),
-}  # fmt: skip
-DEFAULT_SETTINGS["brats"] = DEFAULT_SETTINGS["brats2021"]
+    def __getitem__(self, name: str) -> DatasetSettings:
+        import importlib
+
+        from iac_components.data.base import check_dataset_name, dataset_module
+
+        key = check_dataset_name(name)
+        return importlib.import_module(dataset_module(key)).SETTINGS[key]
+
+    def __iter__(self) -> Iterator[str]:
+        from iac_components.data.base import DATASET_NAMES
+
+        return iter(DATASET_NAMES)
+
+    def __len__(self) -> int:
+        from iac_components.data.base import DATASET_NAMES
+
+        return len(DATASET_NAMES)
+
+
+DEFAULT_SETTINGS: Mapping[str, DatasetSettings] = _DefaultSettings()
 
 
 def get_settings(name: str, **overrides: Any) -> DatasetSettings:

@@ -121,11 +121,11 @@ def test_a_changed_source_file_rebuilds_only_that_case(raw_copy, tmp_path, tiny_
 def test_parallel_workers_write_the_same_cache_as_one(tmp_path):
     """Cases prepared on several threads give the same manifest cases and arrays as one thread (how fast that is
     belongs to benchmarks/bench_slice_loader.py, not to a test)."""
-    from iac_components.data.synth import SYNTH_SETTINGS, synthesize
+    from iac_components.data.synth import synth_settings, synthesize
 
     raw = synthesize("acdc", tmp_path / "raw", patients=4, seed=1)
     caches = {n: prepare_dataset("acdc", raw, tmp_path / f"cache{n}", num_workers=n, progress=False,
-                                 **SYNTH_SETTINGS["acdc"]) for n in (1, 3)}  # fmt: skip
+                                 **synth_settings("acdc")) for n in (1, 3)}  # fmt: skip
     one, three = (load_manifest(caches[n]) for n in (1, 3))
     assert one["num_cases"] == three["num_cases"] == 8
     assert [c["case_id"] for c in one["cases"]] == [c["case_id"] for c in three["cases"]]

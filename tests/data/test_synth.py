@@ -119,13 +119,14 @@ def _myocardium_thickness_px(lab2d: np.ndarray, step: float = 0.25) -> np.ndarra
 def test_acdc_myocardium_is_thin_somewhere_at_the_working_spacing():
     """At 2 mm (the demo's and the benchmark's spacing) the wall is 1-2 pixels in some sector of mid slices and
     thicker elsewhere: a structure that only the finest skip connection resolves."""
-    from iac_components.data import synth
+    from iac_components.data import acdc
+    from iac_components.data.synth import grid_mm, patient_rng
 
     thin, typical = [], []
     for i in range(6):
-        rng = synth._rng(0, i)
-        g = synth._grid((80, 80, 8), (2.0, 2.0, 10.0))
-        lab, _ = synth._acdc_phase(g, synth._acdc_params(rng, 70.0, 10.0, 80, 2.0, 2.0), 0.0)
+        rng = patient_rng(0, i)
+        g = grid_mm((80, 80, 8), (2.0, 2.0, 10.0))
+        lab, _ = acdc._acdc_phase(g, acdc._acdc_params(rng, 70.0, 10.0, 80, 2.0, 2.0), 0.0)
         mid = [k for k in range(8) if (lab[..., k] == 3).sum() > 150]
         t = np.concatenate([_myocardium_thickness_px(lab[..., k]) for k in mid])
         thin.append(t.min())
@@ -162,7 +163,7 @@ def test_the_known_answer_variant_moves_the_labels_and_nothing_else(tmp_path):
     import nibabel as nib
     import numpy as np
 
-    from iac_components.data.synth import shift_label
+    from iac_components.data.acdc import shift_label
 
     plain = synthesize("acdc", tmp_path / "plain", patients=1, seed=3, test_fraction=0.0)
     moved = synthesize("acdc", tmp_path / "moved", patients=1, seed=3, test_fraction=0.0, label_shift_mm=14.0)
