@@ -111,3 +111,22 @@ def test_searches_over_a_second_baseline_join_recovery_but_not_the_cell_level_te
     assert r["second_baseline"]["cells"]["full_s5"]["minus_no_cells"] == pytest.approx(0.02)
     assert [c["baseline"] for c in r["cells"] if c["seed"] == 5] == [2, 2]
     assert "second baseline" in render_markdown(r)
+
+
+def test_an_interrupted_study_search_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    """A search step stopped after a checkpoint runs again with ``resume`` (the engine then restores it exactly, as
+    tests/search/test_engine.py shows); a fresh one starts from scratch."""
+    import iac_components.evidence.cells as cells
+
+    calls = []
+    monkeypatch.setattr(cells, "run_workflow", lambda config, run_id, log, overrides: calls.append(overrides))
+    study = cells.CellStudy(tmp_path / "study", tmp_path / "raw", tmp_path / "configs", epochs=2, retrain_epochs=1)
+    (tmp_path / "study" / "baseline").mkdir(parents=True)
+    (tmp_path / "study" / "baseline" / "baseline.pt").write_bytes(b"0")
+    study.run_task("search_full_s1")
+    assert "resume" not in calls[-1] and calls[-1]["prune"] is False and calls[-1]["seed"] == 1
+    ckpts = tmp_path / "study" / "search_full_s1" / "search_checkpoints"
+    ckpts.mkdir()
+    (ckpts / "checkpoint_epoch=1.pt").write_bytes(b"0")
+    study.run_task("search_full_s1")  # no genotype.json yet: not finished, so it runs again, resuming
+    assert calls[-1]["resume"] is True
