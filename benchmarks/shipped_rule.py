@@ -62,8 +62,11 @@ RUNS_AS_MADE = (
     "python benchmarks/shipped_rule.py --out benchmarks/runs/shipped_rule --stages lth (commit dfc4280, the rule as "
     "shipped; later commits change only settling, which the bundles leave off, and the events' labels)",
     "python benchmarks/shipped_rule.py --out benchmarks/runs/shipped_rule --stages retrain (commit 4f3bd8e)",
-    "python benchmarks/shipped_rule.py --out benchmarks/runs/shipped_rule --stages nnunet (commit d72d330; its search "
-    "stopped by hand before its first nnU-Net epoch ended, to free the core)",
+    "python benchmarks/shipped_rule.py --out benchmarks/runs/shipped_rule --stages nnunet (commit 8938872, from a "
+    "fresh run folder on a fresh machine of the same kind: plan, nnU-Net's baseline, the IAC search to its decision; "
+    "one thread, the other core and part of this one busy with other runs)",
+    "the report re-reads the bundle-search stages (data, baseline, full, lth, retrain) from the raw files committed "
+    "beside it (benchmarks/results/shipped_rule/), since their run folder was on an earlier machine",
 )
 
 
@@ -328,8 +331,12 @@ def _write_raw(out: Path, results: Path, recorded: dict[str, Any], retrained: di
     nnunet = list((out / "nnunet" / "results").rglob("nnUNetTrainerIACSearch_shipped__*/fold_0/search_history.json"))
     if nnunet:
         histories["nnunet_search"] = json.loads(nnunet[0].read_text())
+    committed = _committed_histories(raw)
     for name, h in histories.items():
-        with gzip.open(raw / f"{name}_search_history.json.gz", "wt") as f:
+        path = raw / f"{name}_search_history.json.gz"
+        if committed.get(name) == json.loads(json.dumps(h)):
+            continue  # the same history: leave the committed file as it is
+        with gzip.open(path, "wt") as f:
             json.dump(h, f)
     for arm in retrained:
         csv = out / f"retrain_{arm}" / "evaluation" / "iac" / "metrics_per_case.csv"
@@ -387,8 +394,12 @@ def render(r: dict[str, Any]) -> str:
             lines.append(f"{n['status'].capitalize()}: {n['epochs_completed']} of its {n['budget_epochs']} nnU-Net epochs "
                          f"({n['arch_steps_per_epoch']} iterations each) completed; no decision to report.")  # fmt: skip
         else:
-            lines.append(f"Decided: {n['decided']} (epoch {n['decided_epoch']} of {n['budget_epochs']} nnU-Net epochs of "
-                         f"{n['arch_steps_per_epoch']} iterations; {n.get('note', '')}).")  # fmt: skip
+            frac = n.get("decided_fraction_of_budget")
+            lines.append(f"Decided: {n['decided']}: at arch step {n.get('decided_arch_step')}, nnU-Net epoch {n['decided_epoch']} "
+                         f"of {n['budget_epochs']} ({'-' if frac is None else f'{frac:.2f}'} of the budget; {n['arch_steps_per_epoch']} "
+                         f"iterations per epoch, the first 600 weight steps only). Ops alive per epoch: {n.get('ops_alive')}; "
+                         f"{n.get('wall_clock_s', 0):.0f} s in all on one thread of a shared CPU. {n.get('note', '')}. Its cell "
+                         "was not retrained (no nnU-Net full search to compare it with).")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
