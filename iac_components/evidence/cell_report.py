@@ -333,7 +333,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
                       f"{ch['nodes']:.3f})."]  # fmt: skip
     sb = report.get("second_baseline")
     if sb:
-        lines += ["", "## Searches over a second baseline", "", f"{sb['why'].capitalize()}. No-cell retrain: "
+        lines += ["", "## Searches over a second baseline", "", f"{sb['why'][0].upper()}{sb['why'][1:]}. No-cell retrain: "
                   f"{sb['no_cells']:.4f} on the second baseline, {sb['first_baseline_no_cells']:.4f} on the first.", ""]
         lines += [f"- {n}: {v['mean_dice']:.4f} ({v['minus_no_cells']:+.4f} against its own no-cell retrain)"
                   for n, v in sb["cells"].items()]  # fmt: skip
