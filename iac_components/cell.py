@@ -214,6 +214,10 @@ class CellArchitecture(nn.Module):
     def ops_alive(self) -> int:
         return sum(len(v) for v in self.edge_ops.values())
 
+    def ops_in_space(self) -> int:
+        """Ops of the unpruned search space (every edge, every candidate op), whatever has been pruned since."""
+        return sum(j for j in range(NUM_INPUT_NODES, NUM_INPUT_NODES + self.n_nodes)) * len(self.op_space)
+
     # structure changes -------------------------------------------------------------------------------------
     def prune_edge(self, i: int, j: int, keep: Sequence[str]) -> ParamRemap:
         """Keep only ``keep`` (in the current order) on edge ``i -> j``; returns the α remap."""

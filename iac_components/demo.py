@@ -141,7 +141,7 @@ def _summary(out: Path, times: dict[str, float], total: float, bundle: Path) -> 
             "epochs": last["epoch"],
             "max_epochs": DEMO_OVERRIDES["search"]["epochs"],
             "arch_steps": last["arch_steps"],
-            "ops_alive_start": history["epochs"][0]["ops_alive"],
+            "ops_alive_start": history["ops_alive_start"],
             "ops_alive_end": last["ops_alive"],
             "decided_by_pruning": history["decided_at"] is not None,
             "decided_epoch": history["decided_at"]["epoch"] if history["decided_at"] else None,

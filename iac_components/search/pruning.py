@@ -365,6 +365,8 @@ class JSDPruningHandler:
                                           "units": "epsilon: fraction of (lr*steps)^2/(8 ln 2) bits; margin: "
                                                    "multiples of 2*lr*steps logits"},
             "search_space": cells.config,
+            # before the first cut: the epochs' counts are taken after each epoch's checks
+            "ops_alive_start": sum(a.ops_in_space() for a in cells.archs),
             "decided_at": self.decided_at,
             "total_wall_clock_s": self._elapsed,
             "events": self.events,

@@ -192,7 +192,7 @@ def test_engine_terminates_when_everything_is_decided_and_writes_the_genotype(tm
     assert g.nodes == tuple(tuple((i, best(i, j)) for i in ins) for j, ins in zip(range(2, 6), ([0, 1], [1, 2], [2, 3], [0, 4])))
     hist = json.loads((tmp_path / "search_history.json").read_text())
     assert hist["decided_at"]["epoch"] == eng.state.epoch
-    assert hist["epochs"][-1]["ops_alive"] == 8
+    assert hist["epochs"][-1]["ops_alive"] == 8 and hist["ops_alive_start"] == 14 * 8  # the unpruned space
     assert [e["ops_alive"] for e in hist["epochs"]] == sorted((e["ops_alive"] for e in hist["epochs"]), reverse=True)
     for key in ("alpha", "beta", "importance", "alpha_beta", "p", "q", "d_edge", "d_node"):
         assert key in hist["epochs"][0]["groups"][0]
