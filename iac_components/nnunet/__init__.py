@@ -1,4 +1,4 @@
-"""IAC cells in nnU-Net v2's own 2-D pipeline (the optional extra: ``pip install -e ".[nnunet]"``).
+"""IAC cells in nnU-Net v2's own pipeline, 2d and 3d_fullres (the optional extra: ``pip install -e ".[nnunet]"``).
 
 nnU-Net users keep ``nnUNetv2_plan_and_preprocess``, ``nnUNetv2_train``, ``nnUNetv2_predict`` and nnU-Net's
 evaluation; this package adds trainer classes that nnU-Net finds through its ``nnUNet_extTrainer`` variable::
@@ -8,6 +8,8 @@ evaluation; this package adds trainer classes that nnU-Net finds through its ``n
     nnUNetv2_train 1 2d 0 -tr nnUNetTrainerIACSearch     # IAC-LTH search on the frozen baseline
     nnUNetv2_train 1 2d 0 -tr nnUNetTrainerIAC           # retrain with the derived cells (fine-tunes the baseline)
     nnUNetv2_predict -i ... -o ... -d 1 -c 2d -f 0 -tr nnUNetTrainerIAC
+
+``3d_fullres`` in place of ``2d`` searches and retrains 3-D cells on nnU-Net's 3-D U-Net, with the same trainers.
 
 * :mod:`iac_components.nnunet.network`: the implant adapter for nnU-Net's networks (``PlainConvUNet``,
   ``ResidualEncoderUNet`` of dynamic-network-architectures), registered here, when this package is imported.

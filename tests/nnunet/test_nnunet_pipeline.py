@@ -9,51 +9,16 @@ time and killed with its process group. The trainers are the small variants in `
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from nnunet_run import DATASET, nnunet_env, run_nnunet
 
 pytest.importorskip("nnunetv2", reason="the [nnunet] extra is not installed")
 nib = pytest.importorskip("nibabel")
 
 pytestmark = pytest.mark.slow
-
-BIN = Path(sys.executable).parent
-TEST_TRAINERS = Path(__file__).parent / "trainers"
-DATASET = "Dataset001_Synthetic"
-
-
-def _env(root: Path) -> dict[str, str]:
-    from iac_components.nnunet import trainers_dir
-
-    return {
-        **os.environ,
-        "nnUNet_raw": str(root / "nnUNet_raw"), "nnUNet_preprocessed": str(root / "nnUNet_preprocessed"),
-        "nnUNet_results": str(root / "nnUNet_results"),
-        "nnUNet_extTrainer": os.pathsep.join([trainers_dir(), str(TEST_TRAINERS)]),
-        # augmentation in the training process, one export worker: nnU-Net's defaults spawn 8+ processes
-        "nnUNet_n_proc_DA": "0", "nnUNet_def_n_proc": "1", "nnUNet_compile": "false",
-        "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
-    }  # fmt: skip
-
-
-def _run(root: Path, *args: str, timeout: float = 240, **env: str) -> str:
-    cmd = [str(BIN / args[0]), *args[1:]]
-    proc = subprocess.Popen(cmd, env={**_env(root), **env}, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)  # fmt: skip
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        pytest.fail(f"{' '.join(args)} did not finish in {timeout} s:\n{out[-3000:]}")
-    assert proc.returncode == 0, f"{' '.join(args)}: exit {proc.returncode}\n{out[-5000:]}"
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -71,24 +36,24 @@ def pipeline(tmp_path_factory):
         (test_dir / f.name).symlink_to(f)
     (labels_dir / "case_0003.nii.gz").symlink_to(raw / "labelsTr" / "case_0003.nii.gz")
     logs = {
-        "plan": _run(root, "nnUNetv2_plan_and_preprocess", "-d", "1", "-c", "2d", "-np", "1",
+        "plan": run_nnunet(root, "nnUNetv2_plan_and_preprocess", "-d", "1", "-c", "2d", "-np", "1",
                      "--verify_dataset_integrity", nnUNet_n_proc_DA="1"),  # the planner sets torch's threads to it
-        "baseline": _run(root, "nnUNetv2_train", "1", "2d", "0", "-tr", "nnUNetTrainer_iactest", "-device", "cpu"),
-        "search": _run(root, "nnUNetv2_train", "1", "2d", "0", "-tr", "nnUNetTrainerIACSearch_iactest", "-device",
+        "baseline": run_nnunet(root, "nnUNetv2_train", "1", "2d", "0", "-tr", "nnUNetTrainer_iactest", "-device", "cpu"),
+        "search": run_nnunet(root, "nnUNetv2_train", "1", "2d", "0", "-tr", "nnUNetTrainerIACSearch_iactest", "-device",
                        "cpu"),
-        "retrain": _run(root, "nnUNetv2_train", "1", "2d", "0", "-tr", "nnUNetTrainerIAC_iactest", "-device", "cpu"),
-        "predict": _run(root, "nnUNetv2_predict", "-i", str(test_dir), "-o", str(root / "pred"), "-d", "1", "-c", "2d",
+        "retrain": run_nnunet(root, "nnUNetv2_train", "1", "2d", "0", "-tr", "nnUNetTrainerIAC_iactest", "-device", "cpu"),
+        "predict": run_nnunet(root, "nnUNetv2_predict", "-i", str(test_dir), "-o", str(root / "pred"), "-d", "1", "-c", "2d",
                         "-f", "0", "-tr", "nnUNetTrainerIAC_iactest", "-device", "cpu", "-npp", "1", "-nps", "1"),
     }  # fmt: skip
     # the shared model: nnU-Net's export, installed into another results folder, predicts the same labels
     shared = {"nnUNet_results": str(root / "shared_results")}
-    logs["export"] = _run(root, "nnUNetv2_export_model_to_zip", "-d", "1", "-o", str(root / "iac_model.zip"), "-c", "2d",
+    logs["export"] = run_nnunet(root, "nnUNetv2_export_model_to_zip", "-d", "1", "-o", str(root / "iac_model.zip"), "-c", "2d",
                           "-tr", "nnUNetTrainerIAC_iactest", "-f", "0")
-    logs["install"] = _run(root, "nnUNetv2_install_pretrained_model_from_zip", str(root / "iac_model.zip"), **shared)
-    logs["predict_shared"] = _run(root, "nnUNetv2_predict", "-i", str(test_dir), "-o", str(root / "pred_shared"), "-d",
+    logs["install"] = run_nnunet(root, "nnUNetv2_install_pretrained_model_from_zip", str(root / "iac_model.zip"), **shared)
+    logs["predict_shared"] = run_nnunet(root, "nnUNetv2_predict", "-i", str(test_dir), "-o", str(root / "pred_shared"), "-d",
                                   "1", "-c", "2d", "-f", "0", "-tr", "nnUNetTrainerIAC_iactest", "-device", "cpu",
                                   "-npp", "1", "-nps", "1", **shared)  # fmt: skip
-    logs["evaluate"] = _run(root, "nnUNetv2_evaluate_folder", str(labels_dir), str(root / "pred"), "-djfile",
+    logs["evaluate"] = run_nnunet(root, "nnUNetv2_evaluate_folder", str(labels_dir), str(root / "pred"), "-djfile",
                             str(root / "pred" / "dataset.json"), "-pfile", str(root / "pred" / "plans.json"), "-np", "1")
     results = root / "nnUNet_results" / DATASET
     return {"root": root, "raw": raw, "logs": logs, "test_dir": test_dir,
@@ -147,7 +112,7 @@ def test_checkpoints_load_through_nnunets_own_loader(pipeline, monkeypatch):
 
     from iac_components.implant import ImplantedNetwork
 
-    for k, v in _env(pipeline["root"]).items():
+    for k, v in nnunet_env(pipeline["root"]).items():
         if k.startswith("nnUNet_"):
             monkeypatch.setenv(k, v)  # nnU-Net reads its paths (and nnUNet_extTrainer) from the environment
 

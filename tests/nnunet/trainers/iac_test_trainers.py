@@ -8,11 +8,18 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from iac_components.nnunet.trainers import nnUNetTrainerIAC, nnUNetTrainerIACSearch
 
 
+def one_thread() -> None:
+    """nnU-Net's ``-device cpu`` gives torch every core (run_training.py); the tests' tensors are tiny and share the
+    cores with other processes, where spinning OpenMP threads made a 3-D search epoch take minutes instead of seconds."""
+    torch.set_num_threads(1)
+
+
 class nnUNetTrainer_iactest(nnUNetTrainer):
     # nnU-Net records __init__'s named arguments for its checkpoints: the signature is spelled out
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
+        one_thread()
         self.num_epochs = 2
         self.num_iterations_per_epoch = 10
         self.num_val_iterations_per_epoch = 2
@@ -25,6 +32,7 @@ class nnUNetTrainerIACSearch_iactest(nnUNetTrainerIACSearch):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
+        one_thread()
         self.num_epochs = 8
         self.num_iterations_per_epoch = 10
         self.warmup_iterations = 4
@@ -41,6 +49,7 @@ class nnUNetTrainerIAC_iactest(nnUNetTrainerIAC):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
+        one_thread()
         self.num_epochs = 2
         self.num_iterations_per_epoch = 5
         self.num_val_iterations_per_epoch = 2
