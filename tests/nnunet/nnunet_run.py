@@ -42,3 +42,17 @@ def run_nnunet(root: Path, *args: str, timeout: float = 240, **env: str) -> str:
         pytest.fail(f"{' '.join(args)} did not finish in {timeout} s:\n{out[-3000:]}")
     assert proc.returncode == 0, f"{' '.join(args)}: exit {proc.returncode}\n{out[-5000:]}"
     return out
+
+
+def synthetic_dataset(root: Path, size: int, slices: tuple[int, int]) -> tuple[Path, Path]:
+    """Eight synthetic cases in ``root/nnUNet_raw`` (nnU-Net's layout); case 3's images also in ``root/imagesTs``,
+    to predict. Returns the dataset's raw folder and that test folder."""
+    from iac_components.data.synth import synthesize
+
+    synthesize("nnunet", root / "nnUNet_raw", patients=8, seed=0, size=size, slices=slices)
+    raw = root / "nnUNet_raw" / DATASET
+    test_dir = root / "imagesTs"
+    test_dir.mkdir()
+    for f in sorted((raw / "imagesTr").glob("case_0003_*.nii.gz")):
+        (test_dir / f.name).symlink_to(f)
+    return raw, test_dir

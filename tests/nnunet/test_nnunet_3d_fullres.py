@@ -12,7 +12,7 @@ import json
 
 import pytest
 import torch
-from nnunet_run import DATASET, run_nnunet
+from nnunet_run import DATASET, run_nnunet, synthetic_dataset
 
 pytest.importorskip("nnunetv2", reason="the [nnunet] extra is not installed")
 nib = pytest.importorskip("nibabel")
@@ -24,16 +24,9 @@ CONFIG = "3d_fullres"
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    from iac_components.data.synth import synthesize
-
     root = tmp_path_factory.mktemp("nnunet3d")
-    # 8-10 slices of 24x24: nnU-Net plans a 4-stage 3-D U-Net with an [8, 24, 24] patch
-    synthesize("nnunet", root / "nnUNet_raw", patients=8, seed=0, size=24, slices=(8, 10))
-    raw = root / "nnUNet_raw" / DATASET
-    test_dir = root / "imagesTs"
-    test_dir.mkdir()
-    for f in sorted((raw / "imagesTr").glob("case_0003_*.nii.gz")):
-        (test_dir / f.name).symlink_to(f)
+    # 8-10 slices of 24x24: nnU-Net plans a 3-stage 3-D U-Net with an [8, 24, 24] patch
+    _, test_dir = synthetic_dataset(root, size=24, slices=(8, 10))
     logs = {
         "plan": run_nnunet(root, "nnUNetv2_plan_and_preprocess", "-d", "1", "-c", CONFIG, "-np", "1",
                            "--verify_dataset_integrity", nnUNet_n_proc_DA="1"),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from nnunet_run import DATASET, nnunet_env, run_nnunet
+from nnunet_run import DATASET, nnunet_env, run_nnunet, synthetic_dataset
 
 pytest.importorskip("nnunetv2", reason="the [nnunet] extra is not installed")
 nib = pytest.importorskip("nibabel")
@@ -23,17 +23,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    from iac_components.data.synth import synthesize
-
     root = tmp_path_factory.mktemp("nnunet")
-    synthesize("nnunet", root / "nnUNet_raw", patients=8, seed=0, size=48, slices=(4, 5))
-    raw = root / "nnUNet_raw" / DATASET
-    test_dir = root / "imagesTs"
-    test_dir.mkdir()
+    raw, test_dir = synthetic_dataset(root, size=48, slices=(4, 5))
     labels_dir = root / "labelsTs"
     labels_dir.mkdir()
-    for f in sorted((raw / "imagesTr").glob("case_0003_*.nii.gz")):
-        (test_dir / f.name).symlink_to(f)
     (labels_dir / "case_0003.nii.gz").symlink_to(raw / "labelsTr" / "case_0003.nii.gz")
     logs = {
         "plan": run_nnunet(root, "nnUNetv2_plan_and_preprocess", "-d", "1", "-c", "2d", "-np", "1",
