@@ -32,7 +32,7 @@ DEMO_OVERRIDES: dict[str, dict[str, Any]] = {
     "train": {"epochs": 10, "batch_size": 16, "learning_rate": 3e-3},
     # the demo's search: the bundles' recipe with the differences iac_components.search.recipe.demo_search names
     # (5 of the 8 ops, width 16, batch 8, arch lr 1e-2, a 6-epoch warm-up, a 16-step window, ties settled); the
-    # rule decides the cell within the 18-epoch cap (its table gives the epoch)
+    # rule decides the cell within the 30-epoch cap (its table gives the epoch and the fraction)
     "search": demo_search().overrides(),
     # retrain, evaluate and export read the cell's width (16) from genotype.json, as a user's would
     "retrain": {"epochs": 6, "batch_size": 16, "learning_rate": 1e-3},
