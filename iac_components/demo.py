@@ -48,7 +48,7 @@ class _Console(logging.StreamHandler):
 def _show_progress() -> None:
     import sys
 
-    from iac_components.search.pruning import PROGRESS
+    from iac_components.search.record import PROGRESS
 
     for h in [h for h in PROGRESS.handlers if isinstance(h, _Console)]:
         PROGRESS.removeHandler(h)

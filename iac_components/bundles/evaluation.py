@@ -33,7 +33,7 @@ class CellContributionHandler:
 
     def __call__(self, engine: Any) -> None:
         from iac_components.distributed import is_main_process
-        from iac_components.search.pruning import contribution_text, measure_cells
+        from iac_components.search.record import contribution_text, measure_cells
         from iac_components.utils import write_json_atomic
 
         c = measure_cells(engine)

@@ -47,8 +47,8 @@ from iac_components.bundles.bundle_networks import retrain_param_groups
 from iac_components.genotype import genotype_cell_config, genotypes_from_doc
 from iac_components.implant import ImplantedNetwork, get_network_adapter, implant_fixed_cells, implant_search_cells
 from iac_components.search import IACSearchTrainer, JSDPruningHandler
-from iac_components.search.pruning import PROGRESS
 from iac_components.search.recipe import SEARCH_RECIPE
+from iac_components.search.record import PROGRESS
 
 __all__ = [
     "CosinePerGroup",

@@ -14,11 +14,8 @@ Under ``torchrun`` every rank runs the handler: the rule sees rank 0's α/β (id
 the gradients), the ranks check that their cuts agree before applying them at the same arch step, so they stop at
 the same step with the same structure; only rank 0 logs and writes the history and the genotype.
 
-History (``search_history.json``), one entry per epoch: raw α and β, importance (``softmax(β)·softmax(α)``), the
-paper's raw product ``α·β``, ``p_e``, ``q_j``, the checks of the epoch (each with the arch step, the arch
-learning rate, the live α/β logits and, per edge and node, the rule's verdict: divergence, threshold in force,
-lead, margin in force, and what blocked a decision), ops alive, pruning events, the cells' γ and their
-contribution ``‖γ·cell‖/‖skip‖`` per level, the epoch's wall-clock and the arch steps so far.
+What the search leaves behind (the history's epochs, the files, the progress line, the cells' contribution and the
+peak memory) is :mod:`iac_components.search.record`'s: the handler decides and cuts, the record measures and writes.
 """
 
 from __future__ import annotations
@@ -33,38 +30,24 @@ import torch
 from ignite.engine import Engine, Events
 
 from iac_components.cell import SearchCells
-from iac_components.distributed import agree, broadcast_tensors, is_main_process, unwrap
-from iac_components.genotype import edge_key, parse_edge_key, save_genotypes
+from iac_components.distributed import agree, broadcast_tensors, is_main_process
+from iac_components.genotype import parse_edge_key
 from iac_components.search.controls import make_control
 from iac_components.search.engine import SearchEvents
 from iac_components.search.optim import sync_optimizer
+from iac_components.search.record import (
+    PROGRESS,
+    SearchRecord,
+    contribution_text,
+    engine_device,
+    epoch_entry,
+    named_floats,
+    progress_line,
+)
 from iac_components.search.rule import CellTracks, Decider, JSDRule, jsd, next_keep_size
-from iac_components.utils import as_bool, write_json_atomic
+from iac_components.utils import as_bool
 
-__all__ = ["HISTORY_FORMAT", "JSDPruningHandler", "contribution_text", "jsd", "measure_cells", "next_keep_size"]
-
-HISTORY_FORMAT = "iac-search-history/2"
-
-#: One line per search epoch (epoch, ops alive, last loss, epoch time, time left at that pace): a long search
-#: is not silent. Propagates to the root logger; ``iac demo`` also shows it on the console.
-PROGRESS = logging.getLogger("iac_components.progress")
-
-
-def _progress_line(engine: Engine, entry: Mapping[str, Any], prune: bool) -> str:
-    output = getattr(engine.state, "output", None)
-    loss = output.get("loss") if isinstance(output, dict) else None
-    loss = loss.detach() if hasattr(loss, "detach") else loss
-    left = (engine.state.max_epochs - entry["epoch"]) * entry["wall_clock_s"]
-    return (
-        f"search epoch {entry['epoch']}/{engine.state.max_epochs}: {entry['ops_alive']} ops alive, "
-        + (f"loss {float(loss):.4f}, " if loss is not None else "")
-        + f"{entry['wall_clock_s']:.0f} s"
-        + (" (warm-up)" if entry["warmup"] else "")
-        # after the warm-up, pruning only makes epochs cheaper; during it, the arch steps are still to come
-        + (f", {'at least' if entry['warmup'] else 'at most'} {left / 60:.1f} min left at this pace" if left > 0 else "")
-        + ("" if prune else " (full search)")
-    )
-
+__all__ = ["JSDPruningHandler", "jsd", "next_keep_size"]
 
 def _why(v: Any) -> str:
     """Why the rule cut, in the words of its verdict (margin and movement; a widening lead; a settled tie)."""
@@ -74,14 +57,6 @@ def _why(v: Any) -> str:
     movement = (f"moving (JSD {v.d:.3g} > {v.threshold:.3g} bits) towards the decision" if v.widening else
                 f"JSD {v.d:.3g} < {v.threshold:.3g} bits")
     return f"{lead}; {movement}"
-
-
-def _device(engine: Engine) -> torch.device:
-    return torch.device(getattr(engine.state, "device", None) or "cpu")
-
-
-def _as_dict(names: Sequence[Any], values: torch.Tensor) -> dict[str, float]:
-    return {str(n): float(v) for n, v in zip(names, values.tolist())}
 
 
 def _arch_lr(engine: Engine) -> float:
@@ -144,15 +119,11 @@ class JSDPruningHandler:
         self.prune = as_bool(prune)
         self.prune_nodes = as_bool(prune_nodes)
         self.terminate = as_bool(terminate)
-        self.genotype_path = None if genotype_path is None else os.fspath(genotype_path)
-        self.history_path = None if history_path is None else os.fspath(history_path)
+        self.record = SearchRecord(history_path, genotype_path)
         self.logger = logging.getLogger(__name__)
         self._engine: Engine | None = None
         self._tracks: list[CellTracks] = []
-        self.epochs: list[dict[str, Any]] = []
-        self.events: list[dict[str, Any]] = []
         self._checks: list[dict[str, Any]] = []  # checks of the running epoch
-        self._elapsed = 0.0  # wall-clock of finished epochs
         self._epoch_start: float | None = None
         self.decided_at: dict[str, int] | None = None
         self.final_contribution: dict[str, Any] | None = None
@@ -205,8 +176,8 @@ class JSDPruningHandler:
     def _epoch_started(self, engine: Engine) -> None:
         self._epoch_start = time.perf_counter()
         self._checks = []
-        if _device(engine).type == "cuda":
-            torch.cuda.reset_peak_memory_stats(_device(engine))
+        if engine_device(engine).type == "cuda":
+            torch.cuda.reset_peak_memory_stats(engine_device(engine))
 
     def _arch_step_completed(self, engine: Engine) -> None:
         if engine.arch_steps % self._interval(engine) == 0:
@@ -223,8 +194,8 @@ class JSDPruningHandler:
                                  "d_edge": [], "d_node": [], "events": []}
         decided = []
         for g, arch in enumerate(cells.archs):
-            alphas = {k: _as_dict(arch.edge_ops[k], v.float()) for k, v in arch.alpha_dict().items()}
-            betas = {str(j): _as_dict(arch.node_inputs[j], v.float()) for j, v in arch.beta_dict().items()}
+            alphas = {k: named_floats(arch.edge_ops[k], v.float()) for k, v in arch.alpha_dict().items()}
+            betas = {str(j): named_floats(arch.node_inputs[j], v.float()) for j, v in arch.beta_dict().items()}
             check["alpha"].append(alphas)
             check["beta"].append(betas)
             verdicts, cuts = self._deciders[g].check_cell(
@@ -252,7 +223,7 @@ class JSDPruningHandler:
                     f"keeps {cut.kept}, drops {cut.dropped} ({why}); {sum(a.ops_alive() for a in cells.archs)} ops alive"
                 )
         self._checks.append(check)
-        self.events.extend(check["events"])
+        self.record.events.extend(check["events"])
         if self.prune and cells.is_decided():
             if self.decided_at is None:
                 self.decided_at = {"epoch": engine.state.epoch, "arch_step": engine.arch_steps}
@@ -275,11 +246,11 @@ class JSDPruningHandler:
 
     def _epoch_completed(self, engine: Engine) -> None:
         wall = time.perf_counter() - (self._epoch_start or time.perf_counter())
-        self._elapsed += wall
-        self.epochs.append(self._snapshot(engine, wall))
-        self._write_history()
+        self.record.elapsed += wall
+        self.record.add_epoch(epoch_entry(engine, self.cells, self._checks, self._tracks, wall, self.record.elapsed))
+        self.record.write_history(self.history())
         if is_main_process():
-            PROGRESS.info(_progress_line(engine, self.epochs[-1], self.prune))
+            PROGRESS.info(progress_line(engine, self.epochs[-1], self.prune))
 
     def _completed(self, engine: Engine) -> None:
         if not self.epochs or self.epochs[-1]["epoch"] != engine.state.epoch:
@@ -289,94 +260,31 @@ class JSDPruningHandler:
         self.final_contribution = self.epochs[-1].get("cells")
         if self.final_contribution:
             self._log("IAC cells at the end of the search: " + contribution_text(self.final_contribution))
-        self._write_history()
-        if self.genotype_path is not None and is_main_process():
-            cells = self.cells
-            save_genotypes(
-                self.genotype_path,
-                cells.genotypes(),
-                cells.share_genotype,
-                n_nodes=cells.config["n_nodes"],
-                ops=cells.config["ops"],
-                search={
-                    "method": self.method,
-                    "decided_by_pruning": self.decided_at is not None,
-                    "epochs": engine.state.epoch,
-                    "arch_steps": engine.arch_steps,
-                    "search_wall_clock_s": self._elapsed,
-                    "cell_config": cells.config,
-                    "rule": self.rule.config() | {"interval": self.interval, "control": self._control_config()},
-                },
-            )
-
-    # --- history --------------------------------------------------------------------------------------------
-    def _snapshot(self, engine: Engine, wall: float) -> dict[str, Any]:
-        groups = []
-        for g, arch in enumerate(self.cells.archs):
-            alphas, betas, imp = arch.alpha_dict(), arch.beta_dict(), arch.importance()
-            alpha_beta = {}
-            for j, inputs in arch.node_inputs.items():
-                for n, i in enumerate(inputs):
-                    key = edge_key(i, j)
-                    alpha_beta[key] = _as_dict(arch.edge_ops[key], alphas[key].float() * float(betas[j][n]))
-            groups.append(
-                {
-                    "alpha": {k: _as_dict(arch.edge_ops[k], v.float()) for k, v in alphas.items()},
-                    "beta": {str(j): _as_dict(arch.node_inputs[j], v.float()) for j, v in betas.items()},
-                    "importance": {k: _as_dict(arch.edge_ops[k], v) for k, v in imp.items()},
-                    "alpha_beta": alpha_beta,
-                    "p": {k: _as_dict(arch.edge_ops[k], v) for k, v in arch.edge_probs().items()},
-                    "q": {str(j): _as_dict(arch.node_inputs[j], v) for j, v in arch.node_probs().items()},
-                    "d_edge": {k: d for c in self._checks for k, d in c["d_edge"][g].items() if k in arch.edge_ops},
-                    "d_node": {k: d for c in self._checks for k, d in c["d_node"][g].items()},
-                    "stable_edge": {k: t.stable for k, t in self._tracks[g].edge.items() if k in arch.edge_ops},
-                    "ops_alive": arch.ops_alive(),
-                    "edges_alive": len(arch.edge_ops),
-                    "genotype": arch.derive().to_dict(),
-                }
-            )
-        entry = {
-            "epoch": engine.state.epoch,
-            "iteration": engine.state.iteration,
+        self.record.write_history(self.history())
+        cells = self.cells
+        self.record.write_genotype(cells, {
+            "method": self.method,
+            "decided_by_pruning": self.decided_at is not None,
+            "epochs": engine.state.epoch,
             "arch_steps": engine.arch_steps,
-            # arch steps a grad scaler skipped (fp16 overflow on CUDA): not counted in arch_steps
-            "skipped_arch_steps": int(getattr(engine.state, "skipped_arch_steps", 0)),
-            "warmup": engine.in_warmup(),
-            "wall_clock_s": wall,
-            "elapsed_s": self._elapsed,
-            "ops_alive": sum(gr["ops_alive"] for gr in groups),
-            "weight_parameters": sum(p.numel() for p in engine.network.weight_parameters()),
-            "checks": self._checks,
-            "events": [e for c in self._checks for e in c["events"]],
-            "groups": groups,
-            "cells": measure_cells(engine),
-        }
-        if _device(engine).type == "cuda":
-            entry["peak_memory_bytes"] = int(torch.cuda.max_memory_allocated(_device(engine)))
-        return entry
+            "search_wall_clock_s": self.record.elapsed,
+            "cell_config": cells.config,
+            "rule": self.rule.config() | {"interval": self.interval, "control": self._control_config()},
+        })  # fmt: skip
+
+    # --- the record (search/record.py measures and writes; the handler says what decided) ---------------------
+    epochs = property(lambda self: self.record.epochs)
+    events = property(lambda self: self.record.events)
+    history_path = property(lambda self: self.record.history_path)
+    genotype_path = property(lambda self: self.record.genotype_path)
 
     def history(self) -> dict[str, Any]:
-        cells = self.cells
-        return {
-            "format": HISTORY_FORMAT,
-            "method": self.method,
-            "rule": self.rule.config() | {"interval": self.interval, "prune": self.prune, "prune_nodes": self.prune_nodes,
-                                          "control": self._control_config(),
-                                          "units": "epsilon: fraction of (lr*steps)^2/(8 ln 2) bits; margin: "
-                                                   "multiples of 2*lr*steps logits"},
-            "search_space": cells.config,
-            # before the first cut: the epochs' counts are taken after each epoch's checks
-            "ops_alive_start": sum(a.ops_in_space() for a in cells.archs),
-            "decided_at": self.decided_at,
-            "total_wall_clock_s": self._elapsed,
-            "events": self.events,
-            "epochs": self.epochs,
-            "final_genotypes": [g.to_dict() for g in cells.genotypes()],
-        }
-
-    def _write_history(self) -> None:
-        if self.history_path is not None and is_main_process():
-            write_json_atomic(self.history_path, self.history(), indent=None)
+        """The history document (``search_history.json``) as it stands."""
+        rule = self.rule.config() | {"interval": self.interval, "prune": self.prune, "prune_nodes": self.prune_nodes,
+                                     "control": self._control_config(),
+                                     "units": "epsilon: fraction of (lr*steps)^2/(8 ln 2) bits; margin: "
+                                              "multiples of 2*lr*steps logits"}  # fmt: skip
+        return self.record.document(self.method, rule, self.cells, self.decided_at)
 
     # --- checkpointing --------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -385,9 +293,7 @@ class JSDPruningHandler:
         return {
             "structure": self.cells.structure(),
             "tracks": [t.state_dict() for t in self._tracks],
-            "epochs": self.epochs,
-            "events": self.events,
-            "elapsed": self._elapsed,
+            **self.record.state_dict(),  # epochs, events, elapsed
             "decided_at": self.decided_at,
             "identity": self.identity,
             "controls": [d.state_dict() for d in self._deciders] if self.control else None,
@@ -416,28 +322,7 @@ class JSDPruningHandler:
         remap = self.cells.apply_structure(state["structure"])
         self._apply(engine, remap)
         self._tracks = [CellTracks.from_state(t) for t in state["tracks"]]
-        self.epochs = list(state["epochs"])
-        self.events = list(state["events"])
-        self._elapsed = float(state["elapsed"])
+        self.record.load_state_dict(state)
         self.decided_at = state["decided_at"]
         for d, s in zip(self._deciders if self.control else [], state.get("controls") or []):
             d.load_state_dict(s)
-
-
-def measure_cells(engine: Engine) -> dict[str, Any] | None:
-    """γ and the cells' contribution ``‖γ·cell‖/‖skip‖`` per level, on the epoch's last weight batch."""
-    network, batch = unwrap(engine.network), getattr(engine.state, "batch", None)
-    if not hasattr(network, "cell_contribution") or batch is None:
-        return None
-    try:
-        x = engine.prepare_batch(batch, engine.state.device, engine.non_blocking)[0]
-    except Exception:  # noqa: BLE001 - a measurement, never a reason to stop the search
-        return None
-    return network.cell_contribution(x)
-
-
-def contribution_text(c: Mapping[str, Any]) -> str:
-    return "; ".join(
-        f"level {n}: |γ| mean {g:.3g}, ‖γ·cell‖/‖skip‖ {r:.3g}"
-        for n, (g, r) in enumerate(zip(c["gamma_mean_abs"], c["ratio"]))
-    )
