@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+# the processes the tests start (workflows, torchrun ranks, nnU-Net's entry points, servers) inherit one OpenMP
+# thread: two pytest-xdist workers already fill the two cores, and OpenMP threads spin-waiting for a busy core
+# slow a process down many times over
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(autouse=True)
