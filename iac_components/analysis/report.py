@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -95,8 +96,49 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, g
     imp = importance_tensor(history, group)
     final = Genotype.from_dict(history["final_genotypes"][group])
     files: dict[str, str] = {}
+    files |= _importance_figure(plt, out, epochs, edges, ops, imp)
+    sims = {f"hamming_top{k}": hamming_similarity_matrix(topk_codes(imp, k)) for k in (1, 2, 3)}
+    sims["cosine"] = cosine_similarity_matrix(imp)
+    files |= _similarity_figure(plt, out, epochs, sims)
+    to_final = cosine_to_final(imp)
+    files |= _convergence_figure(plt, out, epochs, to_final)
+    em = emergence(imp, epochs, final, ops, n_nodes)
+    files |= _emergence_figures(plt, out, epochs, em)
+    js = jsd_series(history, group)
+    files |= _jsd_figure(plt, out, history, group, edges, js)
+    alive = [e["ops_alive"] for e in history["epochs"]]
+    wall = [e["wall_clock_s"] for e in history["epochs"]]
+    files |= _cost_figure(plt, out, epochs, alive, wall)
+    cells = [(int(e["epoch"]), e["cells"]) for e in history["epochs"] if e.get("cells")]
+    retrain_file = run_dir / "cell_contribution.json"
+    retrain = json.loads(retrain_file.read_text()) if retrain_file.is_file() else None
+    files |= _cells_figure(plt, out, cells, retrain)
+    files["genotype"] = _save(_cell_graph(plt, final), out / "genotype.png")
 
-    # 1. importance curves ------------------------------------------------------------------------------------
+    numbers = {
+        "run": str(run),
+        "epochs": epochs,
+        "ops": ops,
+        "edges": edges,
+        "final_genotype": final.to_dict(),
+        "cosine_to_final": to_final.tolist(),
+        "similarity": {k: v.tolist() for k, v in sims.items()},
+        "emergence": em,
+        "ops_alive": alive,
+        "epoch_wall_clock_s": wall,
+        "jsd": js,
+        "rule_statuses": blocked_counts(history, group),
+        "cells_search": cells[-1][1] if cells else None,
+        "cells_retrain": retrain,
+        "files": files,
+    }
+    files["report_json"] = str(write_json_atomic(out / "report.json", numbers, indent=None))
+    return numbers
+
+
+def _importance_figure(plt: Any, out: Path, epochs: list[int], edges: list[str], ops: list[str], imp: np.ndarray) -> dict[str, str]:
+    """1. Importance curves per edge and op, and the table behind them."""
+    files: dict[str, str] = {}
     cols = 4
     rows = int(np.ceil(len(edges) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), sharex=True, squeeze=False)
@@ -123,10 +165,12 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, g
         [[epochs[t], edges[e], ops[o], f"{imp[t, e, o]:.6g}"] for t in range(len(epochs)) for e in range(len(edges))
          for o in range(len(ops))],
     )  # fmt: skip
+    return files
 
-    # 2. similarity matrices -------------------------------------------------------------------------------
-    sims = {f"hamming_top{k}": hamming_similarity_matrix(topk_codes(imp, k)) for k in (1, 2, 3)}
-    sims["cosine"] = cosine_similarity_matrix(imp)
+
+def _similarity_figure(plt: Any, out: Path, epochs: list[int], sims: dict[str, np.ndarray]) -> dict[str, str]:
+    """2. Epoch-by-epoch similarity matrices (Hamming on top-k codes, cosine) and their tables."""
+    files: dict[str, str] = {}
     fig, axes = plt.subplots(1, 4, figsize=(17, 4.2))
     for ax, (name, m) in zip(axes, sims.items()):
         im = ax.imshow(m, origin="lower", cmap="viridis", vmin=min(0.0, float(m.min())), vmax=1.0,
@@ -143,9 +187,12 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, g
             out / f"similarity_{name}.csv", ["epoch"] + [str(e) for e in epochs],
             [[epochs[a]] + [f"{v:.6g}" for v in m[a]] for a in range(len(epochs))],
         )  # fmt: skip
+    return files
 
-    # 3. cosine to the final vector ----------------------------------------------------------------------------
-    to_final = cosine_to_final(imp)
+
+def _convergence_figure(plt: Any, out: Path, epochs: list[int], to_final: np.ndarray) -> dict[str, str]:
+    """3. Cosine similarity of each epoch's importance vector to the final one."""
+    files: dict[str, str] = {}
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.plot(epochs, to_final, marker="o", ms=3)
     ax.axhline(0.95, color="grey", ls="--", lw=0.8, label="0.95")
@@ -155,9 +202,12 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, g
     ax.legend(fontsize=8)
     ax.set_title("Convergence of the importance vector", fontsize=10)
     files["cosine_to_final"] = _save(fig, out / "cosine_to_final.png")
+    return files
 
-    # 4-5. emergence and per-edge difficulty --------------------------------------------------------------------
-    em = emergence(imp, epochs, final, ops, n_nodes)
+
+def _emergence_figures(plt: Any, out: Path, epochs: list[int], em: dict[str, Any]) -> dict[str, str]:
+    """4-5. When each final op and node choice emerges, and the edges ordered by difficulty."""
+    files: dict[str, str] = {}
     labels = [f"{k} {v['op']}" for k, v in em["edges"].items()]
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [3, 1]})
     x = np.arange(len(labels))
@@ -193,9 +243,12 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, g
         out / "emergence.csv", ["edge", "op", "top3", "top2", "top1"],
         [[k, v["op"], v["top3"], v["top2"], v["top1"]] for k, v in em["edges"].items()],
     )  # fmt: skip
+    return files
 
-    # 6. JSD per edge relative to the threshold in force, and the pruning events ---------------------------------
-    js = jsd_series(history, group)
+
+def _jsd_figure(plt: Any, out: Path, history: dict[str, Any], group: int, edges: list[str], js: dict[str, Any]) -> dict[str, str]:
+    """6. JSD per edge relative to the threshold in force, with the pruning events."""
+    files: dict[str, str] = {}
     fig, ax = plt.subplots(figsize=(9, 4.2))
     for e, key in enumerate(edges):
         d, thr = js["edges"].get(key), js["threshold"].get(key)
@@ -218,10 +271,12 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, g
         [[s] + ["" if js["edges"].get(k, [None] * len(js["arch_step"]))[n] is None else
                 f"{js['edges'][k][n]:.6g}" for k in edges] for n, s in enumerate(js["arch_step"])],
     )  # fmt: skip
+    return files
 
-    # 7. cost: ops alive and epoch wall-clock -------------------------------------------------------------------
-    alive = [e["ops_alive"] for e in history["epochs"]]
-    wall = [e["wall_clock_s"] for e in history["epochs"]]
+
+def _cost_figure(plt: Any, out: Path, epochs: list[int], alive: list[int], wall: list[float]) -> dict[str, str]:
+    """7. Ops alive and the epoch's wall-clock."""
+    files: dict[str, str] = {}
     fig, ax = plt.subplots(figsize=(7, 3.8))
     ax.plot(epochs, alive, marker="o", ms=3, color="tab:blue")
     ax.set_xlabel("epoch")
@@ -231,15 +286,12 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, g
     ax2.set_ylabel("epoch wall-clock (s)", color="tab:red")
     ax.set_title("Pruning and the cost of an epoch", fontsize=10)
     files["cost"] = _save(fig, out / "cost.png")
+    return files
 
-    # 8. the cells' γ and contribution per level -----------------------------------------------------------------
-    cells = [(int(e["epoch"]), e["cells"]) for e in history["epochs"] if e.get("cells")]
-    retrain_file = run_dir / "cell_contribution.json"
-    retrain = None
-    if retrain_file.is_file():
-        import json
 
-        retrain = json.loads(retrain_file.read_text())
+def _cells_figure(plt: Any, out: Path, cells: list[tuple[int, dict[str, Any]]], retrain: dict[str, Any] | None) -> dict[str, str]:
+    """8. The cells' γ and contribution per level over the search (and the retrain's, when known)."""
+    files: dict[str, str] = {}
     if cells:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
         for level in range(len(cells[0][1]["ratio"])):
@@ -260,29 +312,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None, g
         + ([["retrain", retrain["epoch"], lv, retrain["gamma_mean_abs"][lv], retrain["gamma_max_abs"][lv], retrain["ratio"][lv]]
             for lv in range(len(retrain["ratio"]))] if retrain else []),
     )  # fmt: skip
-
-    # 9. the final genotype as a cell graph -------------------------------------------------------------------
-    files["genotype"] = _save(_cell_graph(plt, final), out / "genotype.png")
-
-    numbers = {
-        "run": str(run),
-        "epochs": epochs,
-        "ops": ops,
-        "edges": edges,
-        "final_genotype": final.to_dict(),
-        "cosine_to_final": to_final.tolist(),
-        "similarity": {k: v.tolist() for k, v in sims.items()},
-        "emergence": em,
-        "ops_alive": alive,
-        "epoch_wall_clock_s": wall,
-        "jsd": js,
-        "rule_statuses": blocked_counts(history, group),
-        "cells_search": cells[-1][1] if cells else None,
-        "cells_retrain": retrain,
-        "files": files,
-    }
-    files["report_json"] = str(write_json_atomic(out / "report.json", numbers, indent=None))
-    return numbers
+    return files
 
 
 def _cell_graph(plt: Any, genotype: Genotype) -> Any:
