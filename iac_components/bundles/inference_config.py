@@ -52,6 +52,65 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
     channels = len(s.channel_names) or 1
     classes = len(s.class_names) or 2
     custom = spec.dataset.key == "custom"
+    chain, to_values = _input_chain(spec, s, custom)
+    datalist, name_formatter = _datalist(custom, channels)
+    # "@spatial_size" / "@spacing" refer to the keys below, as the network of train.json follows the data's
+    config: dict[str, Any] = {
+        # no `__import__` in an expression with a reference: MONAI parses every expression that contains "import"
+        # as Python before resolving it, and `@x` is a syntax error there
+        "imports": ["$import glob", "$import json", "$import os", "$import torch", "$import monai"],
+        "bundle_root": BUNDLE_ROOT,
+        "ckpt_dir": "$@bundle_root + '/models'",
+        "cache_dir": "$@bundle_root + '/cache'",
+        "output_dir": "$@bundle_root + '/eval/predictions'",
+        # MONAI's inference property; `input` may also name one file
+        "dataset_dir": "$@bundle_root + '/sample'",
+        "input": "@dataset_dir",
+        "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
+        "in_channels": channels,
+        "out_channels": classes,
+        "window_slices": spec.dataset.window_slices,
+        **_model_selection(spec),
+        "datalist": datalist,
+        "preprocessing": {"_target_": "Compose", "transforms": _guard_path_keys(chain)},
+        "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
+        "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 1, "num_workers": 0},
+        "inferer": {
+            "_target_": "SlidingWindowInferer",
+            "roi_size": [-1, -1, "@window_slices"],
+            "sw_batch_size": 1,
+            "overlap": 0.0,
+        },
+        "postprocessing": _postprocessing(to_values, name_formatter),
+        "handlers": [
+            {
+                "_target_": "CheckpointLoader",
+                "_disabled_": "$@use_torchscript or @use_program",
+                "load_path": "$@ckpt_dir + '/model.pt'",
+                "load_dict": {"model": "@network"},
+                "map_location": "@device",
+            },
+            {"_target_": "StatsHandler", "iteration_log": False},
+        ],
+        "evaluator": {
+            "_target_": "SupervisedEvaluator",
+            "device": "@device",
+            "val_data_loader": "@dataloader",
+            "network": "@network",
+            "inferer": "@inferer",
+            "postprocessing": "@postprocessing",
+            "val_handlers": "@handlers",
+            "compile": "@use_compile",
+        },
+        "initialize": [CHECK_OVERRIDES_IF_INSTALLED, CHECK_DEVICE],
+        "run": ["$@evaluator.run()"],
+        "finalize": [],
+    }
+    return _model_geometry(config, s, custom)
+
+
+def _input_chain(spec: BundleSpec, s: Any, custom: bool) -> tuple[Any, list[dict[str, Any]]]:
+    """The preprocessing of an input volume, and the transforms that map class indices back to label values."""
     parsed = "$[monai.bundle.ConfigParser(t).get_parsed_content() for t in "
     if custom:
         # the user's dataset: channels, classes, label values and the chain prepare resolved (spacing, size,
@@ -70,6 +129,11 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
             elif "spatial_size" in step:
                 step["spatial_size"] = "$[int(v) for v in @spatial_size] + [-1]"
         to_values = label_to_values_config(s) if list(s.label_values) != list(range(len(s.label_values))) else []
+    return chain, to_values
+
+
+def _datalist(custom: bool, channels: int) -> tuple[str, dict[str, Any]]:
+    """The datalist expression (a file, a folder of cases, nnU-Net's channel naming) and the output name formatter."""
     # nnU-Net's naming: CASE_0000.nii.gz, CASE_0001.nii.gz, ... are the channels of CASE
     multi = (
         "[{'image': [os.path.join(@input, c + '_%04d.nii.gz' % k) for k in range(@in_channels)]} for c in "
@@ -87,23 +151,14 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
          ".replace('_0000.nii', '.nii'), 'idx': None}"}
         if custom or channels > 1 else {}
     )  # fmt: skip
-    # "@spatial_size" / "@spacing" refer to the keys below, as the network of train.json follows the data's
+    return datalist, name_formatter
+
+
+def _model_selection(spec: BundleSpec) -> dict[str, Any]:
+    """Which model runs (an exported program, TorchScript, torch.compile of the eager network, or the eager network),
+    the eager network's definition, and ``network``."""
     backbone_kwargs = dict(spec.backbone.kwargs)
-    config: dict[str, Any] = {
-        # no `__import__` in an expression with a reference: MONAI parses every expression that contains "import"
-        # as Python before resolving it, and `@x` is a syntax error there
-        "imports": ["$import glob", "$import json", "$import os", "$import torch", "$import monai"],
-        "bundle_root": BUNDLE_ROOT,
-        "ckpt_dir": "$@bundle_root + '/models'",
-        "cache_dir": "$@bundle_root + '/cache'",
-        "output_dir": "$@bundle_root + '/eval/predictions'",
-        # MONAI's inference property; `input` may also name one file
-        "dataset_dir": "$@bundle_root + '/sample'",
-        "input": "@dataset_dir",
-        "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
-        "in_channels": channels,
-        "out_channels": classes,
-        "window_slices": spec.dataset.window_slices,
+    return {
         "torchscript": "auto",
         # torch.compile the eager network (MONAI's SupervisedEvaluator(compile=True)): model.ts is TorchScript, which
         # torch.compile does not take, so compile runs the eager model (model.pt + genotype.json)
@@ -146,17 +201,12 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
             "else torch.jit.load(@ckpt_dir + '/model.ts', map_location=@device) if @use_torchscript "
             "else @network_def.to(@device)"
         ),
-        "datalist": datalist,
-        "preprocessing": {"_target_": "Compose", "transforms": _guard_path_keys(chain)},
-        "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
-        "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 1, "num_workers": 0},
-        "inferer": {
-            "_target_": "SlidingWindowInferer",
-            "roi_size": [-1, -1, "@window_slices"],
-            "sw_batch_size": 1,
-            "overlap": 0.0,
-        },
-        "postprocessing": {
+    }
+
+
+def _postprocessing(to_values: list[dict[str, Any]], name_formatter: dict[str, Any]) -> dict[str, Any]:
+    """Argmax, inverted to the input's grid, label values, written as uint8 NIfTI."""
+    return {
             "_target_": "Compose",
             "transforms": [
                 {"_target_": "AsDiscreted", "keys": "pred", "argmax": True},
@@ -180,31 +230,11 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
                     **name_formatter,
                 },
             ],
-        },
-        "handlers": [
-            {
-                "_target_": "CheckpointLoader",
-                "_disabled_": "$@use_torchscript or @use_program",
-                "load_path": "$@ckpt_dir + '/model.pt'",
-                "load_dict": {"model": "@network"},
-                "map_location": "@device",
-            },
-            {"_target_": "StatsHandler", "iteration_log": False},
-        ],
-        "evaluator": {
-            "_target_": "SupervisedEvaluator",
-            "device": "@device",
-            "val_data_loader": "@dataloader",
-            "network": "@network",
-            "inferer": "@inferer",
-            "postprocessing": "@postprocessing",
-            "val_handlers": "@handlers",
-            "compile": "@use_compile",
-        },
-        "initialize": [CHECK_OVERRIDES_IF_INSTALLED, CHECK_DEVICE],
-        "run": ["$@evaluator.run()"],
-        "finalize": [],
-    }
+        }
+
+
+def _model_geometry(config: dict[str, Any], s: Any, custom: bool) -> dict[str, Any]:
+    """The model's manifest (its preprocessing and geometry) and the keys read from it; the geometry check."""
     # the model's own preprocessing first: the manifest.json that train/retrain write beside the weights and that a
     # release carries beside model.ts (`iac bundles package`: preprocessing only, no cases); else the prepared
     # cache's (official layout or datalist)
