@@ -162,13 +162,6 @@ def search_config(spec: BundleSpec) -> dict[str, Any]:
     A training workflow in MONAI's sense (``train#trainer``, ``train#dataset``, ``train#handlers``, ...): its
     dataset is the search-train slices (the weight steps), ``train#arch_dataset`` the search-val slices (the α/β
     steps), its trainer the search engine. A datalist (``train#dataset#data``) is split into both by patient."""
-    save_dict = {
-        "pruning": "@train#handlers#0",
-        "network": "@network",
-        "optimizer": "@optimizer",
-        "arch_optimizer": "@arch_optimizer",
-        "trainer": "@train#trainer",
-    }
     return {
         "imports": IMPORTS,
         **paths_config(spec),
@@ -200,6 +193,26 @@ def search_config(spec: BundleSpec) -> dict[str, Any]:
         },
         "network": "$@network_def.to(@device)",
         "loss": loss_config(spec),
+        **_search_optimizers(),
+        # the JSD rule's settings (`--pruning#epsilon 0.2`); the handler is `train#handlers#0`, built from them;
+        # `control` replaces the rule by one of the benchmark's controls (iac_components.search.controls)
+        "pruning": {**RECIPE.rule.to_config(), "control": None},
+        "train": _search_train(),
+        **_search_checkpoints(),
+        "initialize": [CHECK_OVERRIDES, CHECK_DEVICE, "$monai.utils.set_determinism(seed=@seed)"],
+        "run": [
+            "$@checkpoint.attach(@train#trainer)",
+            f"$@checkpoint_loader.attach(@train#trainer) if {BOOL}(@resume) else None",
+            "$@train#trainer.run()",
+        ],
+        "search": "@run",  # `monai.bundle run search` (the README's name for it) is `run`
+        "finalize": [],
+    }
+
+
+def _search_optimizers() -> dict[str, Any]:
+    """SGD on the cells' weights (the backbone is frozen), Adam on α/β: the recipe's."""
+    return {
         "optimizer": {
             "_target_": "torch.optim.SGD",
             "params": "$list(@network.weight_parameters())",
@@ -216,45 +229,59 @@ def search_config(spec: BundleSpec) -> dict[str, Any]:
             # on), a coupled decay is not, so decay would decide what the data cannot yet
             "weight_decay": RECIPE.arch_weight_decay,
         },
-        # the JSD rule's settings (`--pruning#epsilon 0.2`); the handler is `train#handlers#0`, built from them;
-        # `control` replaces the rule by one of the benchmark's controls (iac_components.search.controls)
-        "pruning": {**RECIPE.rule.to_config(), "control": None},
-        "train": {
-            **train_preprocessing(),  # off in the search (augment false), as in the paper
-            **slice_loader_config("train", "search_train", False),
-            **slice_loader_config("train", "search_val", False, data="@train#dataset#data", name="arch_dataset"),
-            "inferer": {"_target_": "SimpleInferer"},
-            "handlers": [
-                {
-                    "_target_": "iac_components.search.JSDPruningHandler",
-                    **{k: f"@pruning#{k}" for k in ("epsilon", "window", "patience", "margin", "keep_schedule", "settle",
-                                                    "interval", "control")},
-                    "prune": "@prune",
-                    "genotype_path": "@genotype_file",
-                    "history_path": "@history_file",
-                    "identity": f"${RUNTIME}.search_identity(@data, @seed, @ops, @cell_channels, @partial_k)",
-                },
-                {"_target_": "StatsHandler", "tag_name": "search_loss", "output_transform": "$lambda output: output['loss']"},
-            ],
-            "trainer": {
-                "_target_": "iac_components.search.IACSearchTrainer",
-                "device": "@device",
-                "max_epochs": "@epochs",
-                "train_data_loader": "@train#dataloader",
-                "val_data_loader": "@train#arch_dataloader",
-                "network": "@network",
-                "optimizer": "@optimizer",
-                "arch_optimizer": "@arch_optimizer",
-                "loss_function": "@loss",
-                "inferer": "@train#inferer",
-                "warmup_steps": "@warmup_steps",
-                "train_handlers": "@train#handlers",
-                "amp": "@amp",
-                "amp_dtype": "@amp_dtype",
-                "seed": "@seed",
-                "decollate": False,
+    }
+
+
+def _search_train() -> dict[str, Any]:
+    """``train``: the search-train and search-val loaders, the pruning handler (the first handler) and the engine."""
+    return {
+        **train_preprocessing(),  # off in the search (augment false), as in the paper
+        **slice_loader_config("train", "search_train", False),
+        **slice_loader_config("train", "search_val", False, data="@train#dataset#data", name="arch_dataset"),
+        "inferer": {"_target_": "SimpleInferer"},
+        "handlers": [
+            {
+                "_target_": "iac_components.search.JSDPruningHandler",
+                **{k: f"@pruning#{k}" for k in ("epsilon", "window", "patience", "margin", "keep_schedule", "settle",
+                                                "interval", "control")},
+                "prune": "@prune",
+                "genotype_path": "@genotype_file",
+                "history_path": "@history_file",
+                "identity": f"${RUNTIME}.search_identity(@data, @seed, @ops, @cell_channels, @partial_k)",
             },
+            {"_target_": "StatsHandler", "tag_name": "search_loss", "output_transform": "$lambda output: output['loss']"},
+        ],
+        "trainer": {
+            "_target_": "iac_components.search.IACSearchTrainer",
+            "device": "@device",
+            "max_epochs": "@epochs",
+            "train_data_loader": "@train#dataloader",
+            "val_data_loader": "@train#arch_dataloader",
+            "network": "@network",
+            "optimizer": "@optimizer",
+            "arch_optimizer": "@arch_optimizer",
+            "loss_function": "@loss",
+            "inferer": "@train#inferer",
+            "warmup_steps": "@warmup_steps",
+            "train_handlers": "@train#handlers",
+            "amp": "@amp",
+            "amp_dtype": "@amp_dtype",
+            "seed": "@seed",
+            "decollate": False,
         },
+    }
+
+
+def _search_checkpoints() -> dict[str, Any]:
+    """The search's checkpoint every epoch (with the pruning state) and ``--resume true`` from the newest one."""
+    save_dict = {
+        "pruning": "@train#handlers#0",
+        "network": "@network",
+        "optimizer": "@optimizer",
+        "arch_optimizer": "@arch_optimizer",
+        "trainer": "@train#trainer",
+    }
+    return {
         # the saver is attached in `run`, after the pruning handler, so each checkpoint holds its epoch's pruning
         "checkpoint": {
             "_target_": "CheckpointSaver",
@@ -271,14 +298,6 @@ def search_config(spec: BundleSpec) -> dict[str, Any]:
             "load_dict": save_dict,
             "map_location": "@device",
         },
-        "initialize": [CHECK_OVERRIDES, CHECK_DEVICE, "$monai.utils.set_determinism(seed=@seed)"],
-        "run": [
-            "$@checkpoint.attach(@train#trainer)",
-            f"$@checkpoint_loader.attach(@train#trainer) if {BOOL}(@resume) else None",
-            "$@train#trainer.run()",
-        ],
-        "search": "@run",  # `monai.bundle run search` (the README's name for it) is `run`
-        "finalize": [],
     }
 
 
