@@ -129,6 +129,22 @@ def study_report(doc: Mapping[str, Any], histories: Mapping[str, Mapping[str, An
         report["random_spread"] = {"n": len(randoms), "mean": float(np.mean(randoms)), "min": float(np.min(randoms)),
                                    "max": float(np.max(randoms)),
                                    "sd": float(np.std(randoms, ddof=1)) if len(randoms) > 1 else None}  # fmt: skip
+    boots = _bootstraps(cells, pp, names, randoms, report)
+    report["tost"] = _tost(boots)
+    report["bootstrap"] = {k: {kk: vv for kk, vv in v.items() if kk != "_draws"} for k, v in boots.items()}
+    if report["one_op"]:
+        report["known_answer"] = _known_answer(report, cells, extra, searched, pp, ops, histories)
+    report["agreement"], report["cost"] = _agreement(cells, extra, searched, ops), _cost(doc, second)
+    if second is not None:
+        report["second_baseline"] = _second_baseline(cells, extra, second)
+    if standard is not None:
+        report["standard_data"] = _standard_data(standard)
+    return report
+
+
+def _bootstraps(cells: list[dict[str, Any]], pp: Any, names: dict[str, list[str]], randoms: list[float],
+                report: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """The cell-level tests (into ``report``) and the joint cell-and-patient bootstraps of every comparison."""
     boots: dict[str, Any] = {}
     for kind in ("full", "lth"):
         if names[kind] and names["random"]:
@@ -151,6 +167,11 @@ def study_report(doc: Mapping[str, Any], histories: Mapping[str, Mapping[str, An
                                                    paired=True)  # fmt: skip
     if names["full"] and names["random"]:
         boots["random_vs_full"] = _boot(pp, names["random"], names["full"])
+    return boots
+
+
+def _tost(boots: Mapping[str, Any]) -> dict[str, Any]:
+    """Equivalence of LTH (and of the controls and random cells) to the full search, at a margin read from the data."""
     # the equivalence margin, stated against what searching is measured to be worth: half the full search's
     # measured gain over random cells (a margin as wide as that gain would call "no search" equivalent)
     value = boots.get("full_vs_random", {}).get("mean_diff")
@@ -168,81 +189,98 @@ def study_report(doc: Mapping[str, Any], histories: Mapping[str, Mapping[str, An
                 tost[key] = tost_from_draws(draws, margin)["p_tost"]
     tost.setdefault("lth_vs_full_p", None)
     tost.setdefault("random_vs_full_p", None)
-    report["tost"] = tost
-    report["bootstrap"] = {k: {kk: vv for kk, vv in v.items() if kk != "_draws"} for k, v in boots.items()}
-    # the known answer: the op-level ground truth, and whether the searches recover it
+    return tost
+
+
+def _known_answer(report: Mapping[str, Any], cells: list[dict[str, Any]], extra: list[dict[str, Any]],
+                  searched: Mapping[str, list[dict[str, Any]]], pp: Any, ops: list[str],
+                  histories: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:  # fmt: skip
+    """The op-level ground truth (the one-op cells' ranking, the winning op and op class) and whether the searches
+    recover it; when the searches' histories are given, when their final ops emerge."""
     one_op = report["one_op"]
-    if one_op:
-        ranked = sorted(one_op, key=one_op.get, reverse=True)
-        winner, median = ranked[0], float(np.median(list(one_op.values())))
-        median_op = min(one_op, key=lambda o: abs(one_op[o] - median))
-        ka: dict[str, Any] = {
-            "winner": winner, "ranking": ranked, "winner_margin": one_op[winner] - median,
-            "chance": 1.0 / len(ops),
-            "cell_to_cell_sd": report.get("random_spread", {}).get("sd"),
+    ranked = sorted(one_op, key=one_op.get, reverse=True)
+    winner, median = ranked[0], float(np.median(list(one_op.values())))
+    median_op = min(one_op, key=lambda o: abs(one_op[o] - median))
+    ka: dict[str, Any] = {
+        "winner": winner, "ranking": ranked, "winner_margin": one_op[winner] - median,
+        "chance": 1.0 / len(ops),
+        "cell_to_cell_sd": report.get("random_spread", {}).get("sd"),
+    }  # fmt: skip
+    ka["winner_vs_median_op"] = {k: v for k, v in _boot(pp, [f"one_op_{winner}"], [f"one_op_{median_op}"]).items()
+                                 if k != "_draws"} | {"median_op": median_op}  # fmt: skip
+    for kind in ("full", "lth"):
+        ka[f"{kind}_recovery"] = recovery([c["genotype"] for c in searched[kind]], winner, len(ops))
+    # the same question one level up: the class of ops (learned or parameter-free) whose one-op cells score best
+    classes = {k: v for k, v in op_classes(list(one_op)).items() if v}
+    if len(classes) == 2:
+        means = {k: float(np.mean([one_op[o] for o in v])) for k, v in classes.items()}
+        best = max(means, key=means.get)
+        other = min(means, key=means.get)
+        ka["winning_class"] = {
+            "classes": classes, "mean_dice": means, "winner": best, "margin": means[best] - means[other],
+            "worst_of_winner_minus_best_of_other": min(one_op[o] for o in classes[best]) - max(one_op[o] for o in classes[other]),
+            **{f"{kind}_recovery": recovery([c["genotype"] for c in searched.get(kind, _by_kind(cells, kind))],
+                                            classes[best], len(ops))
+               for kind in ("full", "lth", "random")},
         }  # fmt: skip
-        ka["winner_vs_median_op"] = {k: v for k, v in _boot(pp, [f"one_op_{winner}"], [f"one_op_{median_op}"]).items()
-                                     if k != "_draws"} | {"median_op": median_op}  # fmt: skip
-        for kind in ("full", "lth"):
-            ka[f"{kind}_recovery"] = recovery([c["genotype"] for c in searched[kind]], winner, len(ops))
-        # the same question one level up: the class of ops (learned or parameter-free) whose one-op cells score best
-        classes = {k: v for k, v in op_classes(list(one_op)).items() if v}
-        if len(classes) == 2:
-            means = {k: float(np.mean([one_op[o] for o in v])) for k, v in classes.items()}
-            best = max(means, key=means.get)
-            other = min(means, key=means.get)
-            ka["winning_class"] = {
-                "classes": classes, "mean_dice": means, "winner": best, "margin": means[best] - means[other],
-                "worst_of_winner_minus_best_of_other": min(one_op[o] for o in classes[best]) - max(one_op[o] for o in classes[other]),
-                **{f"{kind}_recovery": recovery([c["genotype"] for c in searched.get(kind, _by_kind(cells, kind))],
-                                                classes[best], len(ops))
-                   for kind in ("full", "lth", "random")},
-            }  # fmt: skip
-        if histories:
-            per = {n: emergence(h, next(c["genotype"] for c in cells + extra if c["name"] == n))
-                   for n, h in histories.items() if any(c["name"] == n for c in cells + extra)}  # fmt: skip
-            allf = [f for e in per.values() for f in e["fractions"] if f is not None]
-            ka["emergence"] = {"per_search": per, "median": float(np.median(allf)) if allf else None,
-                               "what": "arch step from which each final op stays its edge's top-1 by α, as a "
-                                       "fraction of the search's arch steps"}  # fmt: skip
-        else:
-            ka["emergence"] = None
-        report["known_answer"] = ka
-    # agreement between searched cells, beside chance for this op set
+    if histories:
+        per = {n: emergence(h, next(c["genotype"] for c in cells + extra if c["name"] == n))
+               for n, h in histories.items() if any(c["name"] == n for c in cells + extra)}  # fmt: skip
+        allf = [f for e in per.values() for f in e["fractions"] if f is not None]
+        ka["emergence"] = {"per_search": per, "median": float(np.median(allf)) if allf else None,
+                           "what": "arch step from which each final op stays its edge's top-1 by α, as a "
+                                   "fraction of the search's arch steps"}  # fmt: skip
+    else:
+        ka["emergence"] = None
+    return ka
+
+
+def _agreement(cells: list[dict[str, Any]], extra: list[dict[str, Any]], searched: Mapping[str, list[dict[str, Any]]],
+               ops: list[str]) -> dict[str, Any]:  # fmt: skip
+    """Agreement between searched cells (full with full, LTH with its seed's full), beside chance for this op set."""
     g = {c["name"]: Genotype.from_dict(c["genotype"]) for c in cells + extra if c["genotype"]}
     fulls = [g[c["name"]] for c in searched["full"]]
     pairs_ff = list(combinations(fulls, 2))
     both = sorted({c["seed"] for c in searched["full"]} & {c["seed"] for c in searched["lth"]})
-    report["agreement"] = {
+    return {
         "full_vs_full": _mean(genotype_agreement(a, b) for a, b in pairs_ff),
         "lth_vs_full_same_seed": _mean(genotype_agreement(g[f"lth_s{s}"], g[f"full_s{s}"]) for s in both),
         "chance": chance_agreement(ops=tuple(ops)),
     }
-    report["cost"] = {
+
+
+def _cost(doc: Mapping[str, Any], second: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What each search cost (time, epochs, arch steps, ops alive summed over epochs), both baselines."""
+    return {
         name: {k: v for k, v in s.items() if k in ("wall_clock_s", "epochs", "arch_steps", "decided_at", "search_s")}
         | {"ops_alive_sum": int(sum(s["ops_alive"]))}
         for d in (doc, second or {}) for name, s in d.get("searches", {}).items()
     }
-    if second is not None:
-        refs = {c["name"]: c["mean_dice"] for c in _by_kind(list(second["cells"]), "reference")}
-        first_refs = {c["name"]: c["mean_dice"] for c in _by_kind(cells, "reference")}
-        report["second_baseline"] = {
-            "why": "the first baseline could not be reproduced bit for bit (its no-cell retrain differs), so these "
-                   "searches ran over a second baseline: their Dice is read against that baseline's own no-cell "
-                   "retrain, and only their search-level figures (recovery, emergence, agreement) are pooled",
-            "no_cells": refs.get("no_cells"), "first_baseline_no_cells": first_refs.get("no_cells"),
-            "cells": {c["name"]: {"mean_dice": c["mean_dice"],
-                                  "minus_no_cells": (c["mean_dice"] - refs["no_cells"]) if "no_cells" in refs else None}
-                      for c in extra},
-        }  # fmt: skip
-    if standard is not None:
-        sc = list(standard["cells"])
-        report["standard_data"] = {
-            "one_op": {c["name"].removeprefix("one_op_"): c["mean_dice"] for c in _by_kind(sc, "one_op")},
-            "references": {c["name"]: c["mean_dice"] for c in _by_kind(sc, "reference")},
-            "random": [c["mean_dice"] for c in _by_kind(sc, "random")],
-        }
-    return report
+
+
+def _second_baseline(cells: list[dict[str, Any]], extra: list[dict[str, Any]], second: Mapping[str, Any]) -> dict[str, Any]:
+    """The second baseline's cells, each against that baseline's own no-cell retrain."""
+    refs = {c["name"]: c["mean_dice"] for c in _by_kind(list(second["cells"]), "reference")}
+    first_refs = {c["name"]: c["mean_dice"] for c in _by_kind(cells, "reference")}
+    return {
+        "why": "the first baseline could not be reproduced bit for bit (its no-cell retrain differs), so these "
+               "searches ran over a second baseline: their Dice is read against that baseline's own no-cell "
+               "retrain, and only their search-level figures (recovery, emergence, agreement) are pooled",
+        "no_cells": refs.get("no_cells"), "first_baseline_no_cells": first_refs.get("no_cells"),
+        "cells": {c["name"]: {"mean_dice": c["mean_dice"],
+                              "minus_no_cells": (c["mean_dice"] - refs["no_cells"]) if "no_cells" in refs else None}
+                  for c in extra},
+    }  # fmt: skip
+
+
+def _standard_data(standard: Mapping[str, Any]) -> dict[str, Any]:
+    """Another study's one-op and random cells (the plain synthetic data), reported beside."""
+    sc = list(standard["cells"])
+    return {
+        "one_op": {c["name"].removeprefix("one_op_"): c["mean_dice"] for c in _by_kind(sc, "one_op")},
+        "references": {c["name"]: c["mean_dice"] for c in _by_kind(sc, "reference")},
+        "random": [c["mean_dice"] for c in _by_kind(sc, "random")],
+    }
 
 
 def _mean(rows: Any) -> dict[str, float] | None:
