@@ -296,8 +296,15 @@ def _ci(b: Mapping[str, Any]) -> str:
 
 def render_markdown(report: Mapping[str, Any]) -> str:
     """The report as markdown (the numbers of the JSON, in the order the question asks them)."""
+    parts = (_md_header, _md_ground_truth, _md_searched_vs_random, _md_second_baseline, _md_cells, _md_standard_data)
+    return "\n".join(line for part in parts for line in part(report)) + "\n"
+
+
+def _md_header(report: Mapping[str, Any]) -> list[str]:
+    """Title, commands, commit, machine, data."""
+    lines: list[str] = []
     m = report.get("machine", {})
-    lines = ["# Does the search find anything? Cells as the unit, and a task with a known answer", ""]
+    lines += ["# Does the search find anything? Cells as the unit, and a task with a known answer", ""]
     for c in report.get("commands", []):
         lines.append(f"Command: `{c}`  ")
     lines += [f"Commit: {report.get('commit')}  ",
@@ -305,6 +312,12 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     d = report.get("data", {})
     if d:
         lines += [f"Data: {d.get('description')}", ""]
+    return lines
+
+
+def _md_ground_truth(report: Mapping[str, Any]) -> list[str]:
+    """The one-op cells, the random cells' spread, the known answer and its recovery."""
+    lines: list[str] = []
     lines += ["## Op-level ground truth (one op on every edge of a chain topology)", "", "| op | mean test Dice |", "|---|---|"]
     lines += [f"| {op} | {v:.4f} |" for op, v in sorted(report["one_op"].items(), key=lambda kv: -kv[1])]
     rs = report.get("random_spread")
@@ -341,6 +354,12 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         if e and e.get("median") is not None:
             lines.append(f"- Emergence: a full search's final op stays its edge's top-1 from a median {e['median']:.2f} "
                          "of the search's arch steps on.")  # fmt: skip
+    return lines
+
+
+def _md_searched_vs_random(report: Mapping[str, Any]) -> list[str]:
+    """Searched against random cells (cell-level tests, bootstraps), equivalence, agreement."""
+    lines: list[str] = []
     sr = report.get("searched_vs_random")
     lines += ["", "## Searched cells against random cells (the cell as the unit)", ""]
     if sr:
@@ -369,20 +388,38 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines += ["", f"Agreement of full searches across search seeds: edges {f['edges']:.3f}, inputs {f['inputs']:.3f}, "
                       f"nodes {f['nodes']:.3f} (chance for these ops {ch['edges']:.3f} / {ch['inputs']:.3f} / "
                       f"{ch['nodes']:.3f})."]  # fmt: skip
+    return lines
+
+
+def _md_second_baseline(report: Mapping[str, Any]) -> list[str]:
+    """The searches over a second baseline, each against its own no-cell retrain."""
+    lines: list[str] = []
     sb = report.get("second_baseline")
     if sb:
         lines += ["", "## Searches over a second baseline", "", f"{sb['why'][0].upper()}{sb['why'][1:]}. No-cell retrain: "
                   f"{sb['no_cells']:.4f} on the second baseline, {sb['first_baseline_no_cells']:.4f} on the first.", ""]
         lines += [f"- {n}: {v['mean_dice']:.4f} ({v['minus_no_cells']:+.4f} against its own no-cell retrain)"
                   for n, v in sb["cells"].items()]  # fmt: skip
+    return lines
+
+
+def _md_cells(report: Mapping[str, Any]) -> list[str]:
+    """Every cell's mean test Dice."""
+    lines: list[str] = []
     lines += ["", "## Cells", "", "| kind | cell | search seed | baseline | mean test Dice | cell parameters |",
               "|---|---|---|---|---|---|"]  # fmt: skip
     for c in sorted(report["cells"], key=lambda c: (c["kind"], -c["mean_dice"])):
         lines.append(f"| {c['kind']} | {c['name']} | {c['seed'] if c['seed'] is not None else ''} | {c.get('baseline', 1)} | "
                      f"{c['mean_dice']:.4f} | {c['cell_parameters']} |")  # fmt: skip
+    return lines
+
+
+def _md_standard_data(report: Mapping[str, Any]) -> list[str]:
+    """The plain synthetic data's one-op cells and references."""
+    lines: list[str] = []
     sd = report.get("standard_data")
     if sd:
         lines += ["", "## The plain synthetic data (no known answer)", "",
                   "One-op cells: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(sd["one_op"].items(), key=lambda kv: -kv[1]))
                   + "; references: " + ", ".join(f"{k} {v:.4f}" for k, v in sd["references"].items()) + "."]  # fmt: skip
-    return "\n".join(lines) + "\n"
+    return lines
