@@ -337,12 +337,7 @@ def prepare_dataset(
     if adapter is None:
         adapter = get_adapter(name, raw_dir, **(adapter_kwargs or {}))
         name = adapter.name if name in ("nnunet", "msd") else name  # the layout dataset.json has
-    cases = [c for c in adapter.cases() if c.label is not None]  # e.g. KiTS19's unlabelled official test cases
-    skipped = len(adapter.cases()) - len(cases)
-    if skipped:
-        _say(progress, f"prepare {name}: skipping {skipped} case(s) without a label file")
-    if not cases:
-        raise DatasetError(f"{name}: no labelled cases under {adapter.root}")
+    cases = _labelled_cases(adapter, name, progress)
     if spatial_size is not None:
         overrides["spatial_size"] = spatial_size
     if spacing is not None:
@@ -369,7 +364,33 @@ def prepare_dataset(
     with _torch_threads(torch_threads):
         entries = {**reusable, **_run_cases(worker, todo, keys, nw, progress, name, t0)}
     ordered = [entries[c.case_id] for c in cases]
-    manifest = {
+    manifest = _manifest(adapter, settings, shash, transforms, modalities, ordered)
+    _remove_stale_arrays(cache, ordered)
+    write_json_atomic(manifest_file, manifest)
+    _say(
+        progress,
+        f"prepare {name}: {len(todo)} case(s) written, {len(reusable)} reused, "
+        f"{time.perf_counter() - t0:.1f} s -> {manifest_file}",
+    )
+    return manifest_file
+
+
+def _labelled_cases(adapter: DatasetAdapter, name: str, progress: bool) -> list[Case]:
+    """The cases that have a label file (e.g. KiTS19's official test cases have none); none at all is an error."""
+    cases = [c for c in adapter.cases() if c.label is not None]
+    skipped = len(adapter.cases()) - len(cases)
+    if skipped:
+        _say(progress, f"prepare {name}: skipping {skipped} case(s) without a label file")
+    if not cases:
+        raise DatasetError(f"{name}: no labelled cases under {adapter.root}")
+    return cases
+
+
+def _manifest(adapter: DatasetAdapter, settings: DatasetSettings, shash: str, transforms: dict[str, Any], modalities: list[str],
+              ordered: list[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+    """``manifest.json``: the dataset, its settings and their hash, the transforms that made the arrays (and that
+    inference repeats), the postprocessing to label values, and every case's arrays."""
+    return {
         "format_version": FORMAT_VERSION,
         "array_order": "F",
         "dataset": adapter.name,
@@ -386,17 +407,14 @@ def prepare_dataset(
         "num_patients": len({e["patient_id"] for e in ordered}),
         "cases": ordered,
     }
+
+
+def _remove_stale_arrays(cache: Path, ordered: list[dict[str, Any]]) -> None:
+    """Delete the arrays of cases no longer in the dataset."""
     keep = {e["image"] for e in ordered} | {e["label"] for e in ordered}
-    for p in (cache / ARRAY_DIR).glob("*.npy"):  # arrays of cases no longer in the dataset
+    for p in (cache / ARRAY_DIR).glob("*.npy"):
         if f"{ARRAY_DIR}/{p.name}" not in keep:
             p.unlink()
-    write_json_atomic(manifest_file, manifest)
-    _say(
-        progress,
-        f"prepare {name}: {len(todo)} case(s) written, {len(reusable)} reused, "
-        f"{time.perf_counter() - t0:.1f} s -> {manifest_file}",
-    )
-    return manifest_file
 
 
 def _say(progress: bool, msg: str) -> None:
