@@ -129,7 +129,7 @@ def resolve_settings(
     import nibabel as nib
 
     s = get_settings(settings_name or adapter.name, **overrides)
-    s = s._with(
+    s = s.updated(
         class_names=adapter.class_names,
         label_values=adapter.label_values,
         channel_names=adapter.channel_names,
@@ -151,7 +151,7 @@ def resolve_settings(
             size = tuple(int(math.ceil(n / div - 1e-6) * div) for n in need)
         else:
             size = s.spatial_size
-        s = s._with(spacing=spacing, spatial_size=size)
+        s = s.updated(spacing=spacing, spatial_size=size)
     return s
 
 

@@ -81,9 +81,10 @@ class DatasetSettings:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DatasetSettings:
         """Inverse of :meth:`to_dict`; unknown keys raise ``TypeError``."""
-        return cls()._with(**d)
+        return cls().updated(**d)
 
-    def _with(self, **overrides: Any) -> DatasetSettings:
+    def updated(self, **overrides: Any) -> DatasetSettings:
+        """A copy with ``overrides`` (each checked against the fields, in one line when unknown)."""
         names = {f.name for f in fields(self)}
         bad = sorted(set(overrides) - names)
         if bad:
@@ -138,7 +139,7 @@ def get_settings(name: str, **overrides: Any) -> DatasetSettings:
     from iac_components.data.base import check_dataset_name
 
     base = DEFAULT_SETTINGS[check_dataset_name(name)]
-    return base._with(**{k: v for k, v in overrides.items()})
+    return base.updated(**{k: v for k, v in overrides.items()})
 
 
 def settings_hash(obj: Any) -> str:
