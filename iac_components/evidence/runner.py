@@ -371,9 +371,7 @@ def run_benchmark(
             (:mod:`~iac_components.evidence.schedule`); each step's wall-clock is then measured beside the others.
         jobs: processes per device.
     """
-    import torch
 
-    from iac_components.data import synthesize
     from iac_components.evidence.report import pooled_report, render_markdown
 
     as_ints = lambda v: tuple(int(s) for s in (str(v).split(",") if isinstance(v, (str, int)) else v) if str(s) != "")  # noqa: E731
@@ -382,35 +380,8 @@ def run_benchmark(
     out.mkdir(parents=True, exist_ok=True)
     configs = find_bundle(bundle, out) / "configs"
     if not report_only:
-        slots = device_slots(devices, jobs, threads)
-        # shares of the folds (normalised): on the synthetic data exact counts, the test fold all the rest; a given
-        # dataset_dir keeps the 60-patient proportions
-        fractions = {**EVIDENCE_DATA["split_fractions"], "test": int(patients) - EVIDENCE_TRAINING_PATIENTS}
-        if dataset_dir:
-            fractions = dict(EVIDENCE_DATA["split_fractions"])
-        elif fractions["test"] < 1:
-            raise ScheduleError(f"patients={patients}: the benchmark trains and searches on "
-                                f"{EVIDENCE_TRAINING_PATIENTS} patients and needs at least one more to test on")
-        raw = Path(dataset_dir) if dataset_dir else out / "raw"
-        if not dataset_dir and not (raw / "training").is_dir():
-            synthesize("acdc", raw, patients=int(patients), seed=0, test_fraction=0.0)
-        runs = [SeedRun(out, seed, raw, configs, epochs, retrain_epochs, n_random, noise_seeds if i == 0 else (),
-                        search_overrides, lth_overrides, slots[0].device, fractions) for i, seed in enumerate(seeds)]  # fmt: skip
-        if len(slots) == 1 and not slots[0].env:  # one CPU process: this one
-            torch.set_num_threads(int(slots[0].threads))
-            for r in runs:
-                r.run_all()
-        else:
-            # stage-major: every seed's baseline, then every seed's full search, ... so that the longest steps start
-            # first (the first seed's list is the longest: it has the noise-floor searches)
-            graph = {f"seed{r.seed}/{name}": tuple(f"seed{r.seed}/{n}" for n in r.tasks()[name])
-                     for name in runs[0].tasks() for r in runs if name in r.tasks()}  # fmt: skip
-            by_key = {f"seed{r.seed}/{name}": (r, name) for r in runs for name in r.tasks()}
-            print(f"[benchmark] {len(graph)} steps on {len(slots)} processes: " + ", ".join(
-                s.device + (f" (GPU {s.env['CUDA_VISIBLE_DEVICES']})" if s.env else "") for s in slots), flush=True)
-            run_graph(graph, lambda key, slot: _start_task(*by_key[key], slot), slots)
-            for r in runs:
-                r.collect()
+        _run_seeds(out, seeds, noise_seeds, configs, epochs, retrain_epochs, n_random, patients, dataset_dir,
+                   search_overrides, lth_overrides, devices, jobs, threads)  # fmt: skip
     finished = [json.loads(p.read_text()) for p in sorted(out.glob("seed*/result.json"))]
     report = pooled_report(finished, margin=margin)
     import sys
@@ -428,3 +399,44 @@ def run_benchmark(
     Path(f"{results}.md").write_text(render_markdown(report))
     print(render_markdown(report))
     return report
+
+
+def _run_seeds(out: Path, seeds: tuple[int, ...], noise_seeds: tuple[int, ...], configs: Path, epochs: int,
+               retrain_epochs: int, n_random: int, patients: int, dataset_dir: str | None,
+               search_overrides: dict[str, Any] | None, lth_overrides: dict[str, Any] | None, devices: str, jobs: int,
+               threads: int | None) -> None:  # fmt: skip
+    """Run every seed's steps (data, baseline, searches, retrains, evaluation): in this process when there is one
+    CPU slot, else stage-major over the slots, one process per step."""
+    import torch
+
+    from iac_components.data import synthesize
+
+    slots = device_slots(devices, jobs, threads)
+    # shares of the folds (normalised): on the synthetic data exact counts, the test fold all the rest; a given
+    # dataset_dir keeps the 60-patient proportions
+    fractions = {**EVIDENCE_DATA["split_fractions"], "test": int(patients) - EVIDENCE_TRAINING_PATIENTS}
+    if dataset_dir:
+        fractions = dict(EVIDENCE_DATA["split_fractions"])
+    elif fractions["test"] < 1:
+        raise ScheduleError(f"patients={patients}: the benchmark trains and searches on "
+                            f"{EVIDENCE_TRAINING_PATIENTS} patients and needs at least one more to test on")
+    raw = Path(dataset_dir) if dataset_dir else out / "raw"
+    if not dataset_dir and not (raw / "training").is_dir():
+        synthesize("acdc", raw, patients=int(patients), seed=0, test_fraction=0.0)
+    runs = [SeedRun(out, seed, raw, configs, epochs, retrain_epochs, n_random, noise_seeds if i == 0 else (),
+                    search_overrides, lth_overrides, slots[0].device, fractions) for i, seed in enumerate(seeds)]  # fmt: skip
+    if len(slots) == 1 and not slots[0].env:  # one CPU process: this one
+        torch.set_num_threads(int(slots[0].threads))
+        for r in runs:
+            r.run_all()
+    else:
+        # stage-major: every seed's baseline, then every seed's full search, ... so that the longest steps start
+        # first (the first seed's list is the longest: it has the noise-floor searches)
+        graph = {f"seed{r.seed}/{name}": tuple(f"seed{r.seed}/{n}" for n in r.tasks()[name])
+                 for name in runs[0].tasks() for r in runs if name in r.tasks()}  # fmt: skip
+        by_key = {f"seed{r.seed}/{name}": (r, name) for r in runs for name in r.tasks()}
+        print(f"[benchmark] {len(graph)} steps on {len(slots)} processes: " + ", ".join(
+            s.device + (f" (GPU {s.env['CUDA_VISIBLE_DEVICES']})" if s.env else "") for s in slots), flush=True)
+        run_graph(graph, lambda key, slot: _start_task(*by_key[key], slot), slots)
+        for r in runs:
+            r.collect()
