@@ -199,14 +199,10 @@ class _CaseWorker:
             cache[modality] = instantiate_transforms(self.transforms[modality]["image_label"])
         return cache[modality]
 
-    def __call__(self, case: Case, key: str) -> dict[str, Any]:
-        s = self.settings
+    @staticmethod
+    def _load(case: Case, compose: Any) -> dict[str, Any]:
+        """Read the case's image(s) and label (the chain's first step), naming the unreadable file."""
         cid = case.case_id
-        compose = self.compose(case.modality)
-        config = self.transforms[case.modality]["image_label"]
-        n = len(config)
-        crop_idx = next(i for i, t in enumerate(config) if t["_target_"] == CROP_STEP_TARGET)
-        # 1. load
         try:
             d = compose(case.data_dict(), end=1)
         except Exception as e:  # noqa: BLE001
@@ -214,8 +210,13 @@ class _CaseWorker:
             if bad is not None:
                 raise DatasetError(f"case {cid}: cannot read {bad[0]}: {one_line(bad[1])}") from e
             raise DatasetError(f"case {cid}: cannot load {case.image} + {case.label}: {one_line(e)}") from e
+        return d
+
+    def _check_loaded(self, case: Case, d: dict[str, Any]) -> tuple[np.ndarray, list[int]]:
+        """Shapes, channels and label values on the original grid, each a one-line error naming the file; returns
+        the original affine and shape (the evaluation resamples back to them)."""
+        s, cid = self.settings, case.case_id
         img, lab = d["image"], d["label"]
-        # 2. checks on the loaded (original-grid) data
         if tuple(img.shape[1:]) != tuple(lab.shape[1:]):
             raise DatasetError(
                 f"case {cid}: image shape {tuple(img.shape[1:])} ({case.image[0]}) and label shape "
@@ -242,6 +243,17 @@ class _CaseWorker:
         if not np.allclose(np.asarray(img.affine, dtype=np.float64), orig_affine, atol=1e-3, rtol=1e-3):
             logger.warning("case %s: image and label affines differ; using the image's for both", cid)
         orig_shape = [int(v) for v in lab.shape[1:]]
+        return orig_affine, orig_shape
+
+    def __call__(self, case: Case, key: str) -> dict[str, Any]:
+        s = self.settings
+        cid = case.case_id
+        compose = self.compose(case.modality)
+        config = self.transforms[case.modality]["image_label"]
+        n = len(config)
+        crop_idx = next(i for i, t in enumerate(config) if t["_target_"] == CROP_STEP_TARGET)
+        d = self._load(case, compose)  # 1. load
+        orig_affine, orig_shape = self._check_loaded(case, d)  # 2. checks on the original grid
         # 3. orientation, spacing, normalisation
         d = compose(d, start=1, end=crop_idx)
         K = max(len(s.class_names), 1)
