@@ -202,7 +202,16 @@ def render_markdown(report: dict[str, Any]) -> str:
     c = report.get("comparisons", {})
     if not c:
         return "\n".join(lines + ["", "No seed has finished."]) + "\n"
+    lines += _md_comparisons(report, c)
+    lines += _md_agreement(report)
+    lines += _md_cost(report)
+    return "\n".join(lines) + "\n"
+
+
+def _md_comparisons(report: dict[str, Any], c: dict[str, Any]) -> list[str]:
+    """The paired unit, the positive control, LTH against the full search and the controls, per class and HD95."""
     u = report["units"]
+    lines: list[str] = []
     lines += [
         f"Paired unit: (seed, test patient), {u['pairs']} pairs, {u['distinct_patients']} distinct patients; mean "
         "Dice over the foreground classes per patient; bootstrap 95 % CI; Wilcoxon signed-rank; TOST (paired t) at "
@@ -231,6 +240,12 @@ def render_markdown(report: dict[str, Any]) -> str:
             h = v.get("hd95_ci95")
             lines.append(f"| {k.replace('_', ' ')} | " + " | ".join(f"{v['per_class_mean_diff'][x]:+.4f}" for x in _classes(c))
                          + (f" | {v['hd95_mean_diff']:+.2f} | {h[0]:+.2f}..{h[1]:+.2f} |" if h else " | - | - |"))
+    return lines
+
+
+def _md_agreement(report: dict[str, Any]) -> list[str]:
+    """Genotype agreement with the full search (and between full searches), beside chance."""
+    lines: list[str] = []
     a = report["agreement"]
     lines += ["", "| genotype agreement (edges / inputs / nodes) | value | pairs |", "|---|---|---|"]
     for k in ("lth_vs_full", "truncated_vs_full", "random_cuts_vs_full", "sgas_vs_full", "full_vs_full", "chance"):
@@ -238,6 +253,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         if v:
             lines.append(f"| {k.replace('_', ' ')}{' (two random cells, exact)' if k == 'chance' else ''} | "
                          + " / ".join(f"{v[x]:.3f}" for x in KEYS) + f" | {v.get('n_pairs', '-')} |")
+    return lines
+
+
+def _md_cost(report: dict[str, Any]) -> list[str]:
+    """Speed-up, search cost per seed, pipeline cost, and each arm's Dice and largest γ."""
+    lines: list[str] = []
     s = report["speedup"]
     lines += [
         "",
@@ -270,4 +291,4 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["", "| arm | mean test Dice | largest cell γ per seed |", "|---|---|---|"]
     for arm, v in report["arms"].items():
         lines.append(f"| {arm} | {v['mean_dice']:.4f} | " + ", ".join(f"{x:.4f}" for x in v["largest_gamma_per_seed"]) + " |")
-    return "\n".join(lines) + "\n"
+    return lines
