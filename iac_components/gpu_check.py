@@ -212,10 +212,18 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from iac_components.nnunet.trainers import nnUNetTrainerIAC, nnUNetTrainerIACSearch
 
 
+def _toy_threads(device):
+    # nnU-Net's -device cpu gives torch every core; the dry run's tensors are tiny and share the cores with other
+    # processes, where spinning OpenMP threads slow it several times over
+    if torch.device(device).type == "cpu":
+        torch.set_num_threads(1)
+
+
 class nnUNetTrainer_gpucheck(nnUNetTrainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
+        _toy_threads(device)
         self.num_epochs, self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = 2, {iters}, 2
 
 
@@ -225,6 +233,7 @@ class nnUNetTrainerIACSearch_gpucheck(nnUNetTrainerIACSearch):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
+        _toy_threads(device)
         self.num_epochs, self.num_iterations_per_epoch, self.warmup_iterations = 4, {iters}, {warmup}
 
 
@@ -235,6 +244,7 @@ class nnUNetTrainerIAC_gpucheck(nnUNetTrainerIAC):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
+        _toy_threads(device)
         self.num_epochs, self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = 2, {iters}, 2
 """
 
