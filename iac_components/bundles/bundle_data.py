@@ -61,24 +61,12 @@ class BundleData:
         **settings: Any,
     ) -> None:
         from iac_components.data import DatasetError, make_splits, prepare_dataset
-        from iac_components.data.datalist import DatalistAdapter, read_datalist
         from iac_components.data.splits import datalist_splits
 
         self.dataset = dataset
         use_datalist = datalist is not None and datalist != []
         if not use_datalist and not os.path.isdir(dataset_dir):
-            from iac_components.data.base import adapter_class
-
-            try:
-                source = adapter_class(dataset).source or dataset
-            except DatasetError:
-                source = dataset
-            synth = "acdc" if dataset not in ("msd", "nnunet") else dataset
-            raise fail(
-                f"no dataset at {dataset_dir} (--dataset_dir). Get {source}; or try synthetic data: "
-                f"iac synth {synth} /tmp/{synth}_synth && add --dataset_dir /tmp/{synth}_synth; or pass a datalist "
-                "of 3-D files: --train#dataset#data \"[{'image': ..., 'label': ...}, ...]\""
-            )
+            raise _no_dataset(dataset, dataset_dir)
         if use_datalist:
             cache_dir = os.path.join(str(cache_dir), "datalist")
         from iac_components.distributed import barrier, is_distributed, is_main_process
@@ -89,21 +77,7 @@ class BundleData:
         overrides.update({k: v for k, v in cached_geometry(cache_dir).items() if settings.get(k) is None})
         try:
             if use_datalist:
-                like: Any = dataset
-                if dataset in ("msd", "nnunet"):  # classes and channels from the user's dataset.json
-                    from iac_components.data import get_adapter
-
-                    if os.path.isdir(dataset_dir):
-                        like = get_adapter(dataset, dataset_dir)
-                    elif conventions and os.path.isfile(conventions):  # or from the model's own manifest
-                        import json
-
-                        like = json.loads(Path(conventions).read_text())
-                    else:
-                        raise DatasetError(f"a {dataset} datalist needs its dataset.json: pass --dataset_dir with it")
-                entries = [{**e, "subset": "training"} for e in read_datalist(datalist)]
-                entries += [{**e, "subset": "validation"} for e in read_datalist(val_datalist or [])]
-                adapter = DatalistAdapter(entries, like=like)
+                adapter = _datalist_adapter(dataset, dataset_dir, conventions, datalist, val_datalist)
                 manifest_path = prepare_dataset(
                     dataset, None, cache_dir, num_workers=num_workers, adapter=adapter, **overrides
                 )
@@ -189,3 +163,43 @@ def cached_geometry(cache_dir: str) -> dict[str, list]:
         return {k: list(s[k]) for k in ("spacing", "spatial_size") if s.get(k)}
     except (OSError, ValueError, KeyError, TypeError):
         return {}
+
+
+def _no_dataset(dataset: str, dataset_dir: str) -> Exception:
+    """The one-line error for a missing --dataset_dir: where the data come from, or how to try synthetic data."""
+    from iac_components.data import DatasetError
+    from iac_components.data.base import adapter_class
+
+    try:
+        source = adapter_class(dataset).source or dataset
+    except DatasetError:
+        source = dataset
+    synth = "acdc" if dataset not in ("msd", "nnunet") else dataset
+    return fail(
+        f"no dataset at {dataset_dir} (--dataset_dir). Get {source}; or try synthetic data: "
+        f"iac synth {synth} /tmp/{synth}_synth && add --dataset_dir /tmp/{synth}_synth; or pass a datalist "
+        "of 3-D files: --train#dataset#data \"[{'image': ..., 'label': ...}, ...]\""
+    )
+
+
+def _datalist_adapter(dataset: str, dataset_dir: str, conventions: str | None, datalist: Any, val_datalist: Any) -> Any:
+    """The cases of a datalist (training, then validation), with the classes and channels of the dataset they are
+    like: the registered dataset's, or for msd/nnunet the user's dataset.json (or the model's own manifest)."""
+    from iac_components.data import DatasetError
+    from iac_components.data.datalist import DatalistAdapter, read_datalist
+
+    like: Any = dataset
+    if dataset in ("msd", "nnunet"):  # classes and channels from the user's dataset.json
+        from iac_components.data import get_adapter
+
+        if os.path.isdir(dataset_dir):
+            like = get_adapter(dataset, dataset_dir)
+        elif conventions and os.path.isfile(conventions):  # or from the model's own manifest
+            import json
+
+            like = json.loads(Path(conventions).read_text())
+        else:
+            raise DatasetError(f"a {dataset} datalist needs its dataset.json: pass --dataset_dir with it")
+    entries = [{**e, "subset": "training"} for e in read_datalist(datalist)]
+    entries += [{**e, "subset": "validation"} for e in read_datalist(val_datalist or [])]
+    return DatalistAdapter(entries, like=like)
