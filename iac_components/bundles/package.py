@@ -139,6 +139,24 @@ def package_bundle(
     name = root.name
     version = str(meta["version"])
     models = Path(ckpt_dir) if ckpt_dir else root / "models"
+    ts = _check_models(root, models, include_pt)
+    manifest = _release_manifest(root, Path(cache_dir) if cache_dir else root / "cache", models)
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    base = (url or out.as_uri()).rstrip("/")
+    stem = f"{name}_v{version}"
+    ts_asset, zip_path = out / f"{stem}_model.ts", out / f"{stem}.zip"
+    ts_sha = _sha256(ts)
+    _write_release(root, models, ts, manifest, meta, include_pt, out, zip_path, ts_asset, f"{base}/{ts_asset.name}", ts_sha)
+    zip_sha = _sha256(zip_path)
+    index_file = _add_to_index(out / "model_info.json", stem, zip_sha, f"{base}/{zip_path.name}")
+    return {"zip": str(zip_path), "zip_sha256": zip_sha, "model_ts": str(ts_asset), "model_ts_sha256": ts_sha,
+            "model_info": str(index_file), "version": version, "manifest": manifest is not None}  # fmt: skip
+
+
+def _check_models(root: Path, models: Path, include_pt: bool) -> Path:
+    """model.ts must be there (the release is TorchScript); an exported program older than model.pt, or a missing
+    model.pt that --include_pt asks for, is refused in one line. Returns model.ts."""
     ts = models / "model.ts"
     if not ts.is_file():
         raise FileNotFoundError(
@@ -152,14 +170,14 @@ def package_bundle(
                          "so that the release does not ship a program of an earlier model")
     if include_pt and not pt.is_file():
         raise FileNotFoundError(f"{pt}: --include_pt asks for model.pt, and there is none")
-    manifest = _release_manifest(root, Path(cache_dir) if cache_dir else root / "cache", models)
-    out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    base = (url or out.as_uri()).rstrip("/")
-    stem = f"{name}_v{version}"
-    ts_asset, zip_path = out / f"{stem}_model.ts", out / f"{stem}.zip"
-    ts_sha = _sha256(ts)
+    return ts
 
+
+def _write_release(root: Path, models: Path, ts: Path, manifest: dict[str, Any] | None, meta: dict[str, Any],
+                   include_pt: bool, out: Path, zip_path: Path, ts_asset: Path, ts_url: str, ts_sha: str) -> None:  # fmt: skip
+    """The bundle's zip (configs, docs, licence, models, the model's manifest, large_files.yml pointing at model.ts)
+    and model.ts beside it, each written atomically."""
+    name = root.name
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         stage = Path(tmp) / name
         shutil.copytree(root / "configs", stage / "configs")
@@ -179,7 +197,7 @@ def package_bundle(
         write_json_atomic(stage / "configs" / "metadata.json", _release_metadata(meta, include_pt), indent=4)
         (stage / "large_files.yml").write_text(
             "large_files:\n"
-            f"  - path: \"models/model.ts\"\n    url: \"{base}/{ts_asset.name}\"\n"
+            f"  - path: \"models/model.ts\"\n    url: \"{ts_url}\"\n"
             f"    hash_val: \"{ts_sha}\"\n    hash_type: \"sha256\"\n"
         )
         part = Path(tmp) / zip_path.name
@@ -190,13 +208,14 @@ def package_bundle(
         os.replace(part, zip_path)  # atomic: a reader never sees half a zip
         shutil.copy2(ts, Path(tmp) / ts_asset.name)
         os.replace(Path(tmp) / ts_asset.name, ts_asset)
-    zip_sha = _sha256(zip_path)
-    index_file = out / "model_info.json"
+
+
+def _add_to_index(index_file: Path, stem: str, zip_sha: str, source: str) -> Path:
+    """Add the release to ``model_info.json`` (what ``monai.bundle download`` reads), keeping the others."""
     try:
         index = json.loads(index_file.read_text()) if index_file.is_file() else {}
     except json.JSONDecodeError as e:
         raise ValueError(f"{index_file}: not valid JSON ({e.msg}); remove it or fix it") from None
-    index[stem] = {"checksum": zip_sha, "source": f"{base}/{zip_path.name}"}
+    index[stem] = {"checksum": zip_sha, "source": source}
     write_json_atomic(index_file, index, indent=4)
-    return {"zip": str(zip_path), "zip_sha256": zip_sha, "model_ts": str(ts_asset), "model_ts_sha256": ts_sha,
-            "model_info": str(index_file), "version": version, "manifest": manifest is not None}  # fmt: skip
+    return index_file
