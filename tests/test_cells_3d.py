@@ -5,6 +5,7 @@ a genotype searched on a 2-D network is refused on a 3-D one (and the reverse), 
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -71,3 +72,41 @@ def test_a_genotype_of_another_dimensionality_is_refused(tmp_path):
 
     with pytest.raises(ValueError, match=r"searched on a 3-D network and this network is 2-D"):
         implant_fixed_cells(build_backbone("unet", 1, 3), str(path), cell_channels=8)
+
+
+def _volumes(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 1, 16, 16, 16, generator=g)
+    y = (torch.nn.functional.avg_pool3d(x, 3, 1, 1) > 0.2).long()
+    return [{"image": x[i], "label": y[i]} for i in range(n)]
+
+
+@pytest.mark.slow
+def test_a_3d_search_ends_by_the_rule_and_its_genotype_implants_in_3d(tmp_path):
+    """The search engine and the JSD rule on a 3-D U-Net (MONAI's BasicUNet, 16^3 volumes): the rule decides the
+    cell before the budget, the genotype records 3-D, and it implants as fixed 3-D cells."""
+    from monai.losses import DiceCELoss
+    from torch.utils.data import DataLoader
+
+    from iac_components.genotype import load_genotypes
+    from iac_components.search import IACSearchTrainer, JSDPruningHandler
+
+    torch.manual_seed(0)
+    backbone = BasicUNet(spatial_dims=3, in_channels=1, out_channels=2, features=(8, 8, 8, 8, 8, 8), norm="batch")
+    net = implant_search_cells(backbone, cell_channels=8, partial_k=2, ops=["skip_connect", "max_pool_3x3", "conv_3x3"])
+    loader = lambda data: DataLoader(data, batch_size=4, shuffle=True, generator=torch.Generator())  # noqa: E731
+    pruning = JSDPruningHandler(epsilon=0.5, window=4, patience=1, margin=0.05, keep_schedule=(2, 1),
+                                genotype_path=tmp_path / "genotype.json", history_path=tmp_path / "search_history.json")  # fmt: skip
+    engine = IACSearchTrainer(
+        "cpu", 40, loader(_volumes(16, 1)), loader(_volumes(16, 2)), net,
+        torch.optim.SGD(list(net.weight_parameters()), lr=0.05, momentum=0.9),
+        torch.optim.Adam(list(net.arch_parameters()), lr=0.05, betas=(0.5, 0.999)),
+        DiceCELoss(to_onehot_y=True, softmax=True), warmup_steps=4, seed=0, train_handlers=[pruning], decollate=False,
+    )  # fmt: skip
+    engine.run()
+    assert engine.state.epoch < 40 and engine.network.cells.is_decided() and pruning.decided_at is not None
+    saved = json.loads((tmp_path / "genotype.json").read_text())
+    assert saved["search"]["cell_config"]["spatial_dims"] == 3 and saved["search"]["decided_by_pruning"]
+    fixed = implant_fixed_cells(_basic(), str(tmp_path / "genotype.json"), cell_channels=8)
+    assert fixed.cells.config["spatial_dims"] == 3
+    assert load_genotypes(tmp_path / "genotype.json")[0] == engine.network.cells.genotypes()[0]
