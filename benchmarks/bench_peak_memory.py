@@ -77,6 +77,24 @@ def measure(backbone: str, batch: int, size: int, partial_k: int, cell_channels:
     a_opt = torch.optim.Adam(arch, lr=3e-4, betas=(0.5, 0.999))
     row = {"backbone": backbone, "batch": batch, "size": size, "partial_k": partial_k, "cell_channels": cell_channels,
            "device": device, "ops": sum(a.ops_alive() for a in net.cells.archs)}  # fmt: skip
+
+    def iteration() -> None:
+        _sgd_step(net, arch, a_opt, loss_fn, batches[1])
+        _sgd_step(net, weights, w_opt, loss_fn, batches[0])
+
+    peak, _ = measured_iteration(iteration, device, cap_gb)
+    if peak is None:
+        return {**row, "fits": False, "peak_gb": None, "note": f"over the {cap_gb:g} GB cap"}
+    return {**row, "fits": peak <= cap_gb * 2**30, "peak_gb": round(peak / 2**30, 2), "note": ""}
+
+
+def measured_iteration(iteration, device: str, cap_gb: float) -> tuple[int | None, float | None]:
+    """Run ``iteration()`` and return the memory it needed (bytes) and its wall-clock (s); ``(None, None)`` when it
+    could not allocate within ``cap_gb`` (on the CPU an address-space limit above what the process had mapped)."""
+    import time
+
+    import torch
+
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
@@ -84,18 +102,17 @@ def measure(backbone: str, batch: int, size: int, partial_k: int, cell_channels:
         before = _rss_bytes()
         limit = _vm_bytes() + int(cap_gb * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    t = time.perf_counter()
     try:
-        _sgd_step(net, arch, a_opt, loss_fn, batches[1])
-        _sgd_step(net, weights, w_opt, loss_fn, batches[0])
+        iteration()
     except (RuntimeError, MemoryError) as e:
         if "memory" not in str(e).lower() and not isinstance(e, MemoryError):
             raise
-        return {**row, "fits": False, "peak_gb": None, "note": f"over the {cap_gb:g} GB cap"}
+        return None, None
+    seconds = time.perf_counter() - t
     if device.startswith("cuda"):
-        peak = torch.cuda.max_memory_allocated() - before
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
-    return {**row, "fits": peak <= cap_gb * 2**30, "peak_gb": round(peak / 2**30, 2), "note": ""}
+        return torch.cuda.max_memory_allocated() - before, seconds
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before, seconds
 
 
 def _in_a_new_process(case: dict, device: str, cap_gb: float) -> dict:
