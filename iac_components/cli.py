@@ -133,8 +133,13 @@ class Bundles:
             st = get_settings(d.adapter)
             lines.append(f"default geometry: spacing {list(st.spacing)} mm, slice size {list(st.spatial_size)}; "
                          f"classes: {', '.join(st.class_names)}")  # fmt: skip
-        lines.append(f"epochs: train {d.epochs['train']}, search {d.epochs['search']}, retrain {d.epochs['retrain']}; "
-                     f"batch {d.batch_size} slices")  # fmt: skip
+        if spec.volumetric:
+            v = spec.volume
+            lines.append(f"3-D: spacing {list(v.spacing) if v.spacing else 'the data median in-plane, slices kept'}"
+                         f" mm, patch {list(v.patch_size)}, batch {v.batch_size} (search {v.search_batch_size}), "
+                         f"{v.samples_per_volume} patches per volume per epoch, sliding-window overlap {v.sw_overlap}")
+        lines.append(f"epochs: train {d.epochs['train']}, search {d.epochs['search']}, retrain {d.epochs['retrain']}"
+                     + ("" if spec.volumetric else f"; batch {d.batch_size} slices"))  # fmt: skip
         from iac_components.bundles.overlays import load_merged
 
         search = load_merged(_bundle_dir(spec.name) / "configs" / "search.json")
@@ -149,13 +154,15 @@ class Bundles:
                 raise FileNotFoundError(f"no prepared cache at {cache_dir} (manifest.json): run a workflow first")
             splits = Path(cache_dir) / "splits.json"
             lines += data_summary(json.loads(manifest.read_text()),
-                                  json.loads(splits.read_text()) if splits.is_file() else None, d.window_slices)
+                                  json.loads(splits.read_text()) if splits.is_file() else None, d.window_slices,
+                                  list(spec.volume.patch_size) if spec.volumetric else None)
         print("\n".join(lines))
 
     def export_program(self, bundle: str, ckpt_dir: str | None = None, input_shape: str | None = None):
         """Write CKPT_DIR/model.pt2 (default BUNDLE/models): the inference network as a torch.export program (dynamic
         number of slices), checked against the eager network; inference.json runs it when present, without
-        iac_components. INPUT_SHAPE: "[1, C, H, W, S]" (default from the model's manifest.json)."""
+        iac_components. INPUT_SHAPE: "[1, C, H, W, S]" (default from the model's manifest.json; a 3-D bundle's:
+        its patch, from inference.json)."""
         import json
         from pathlib import Path
 
@@ -168,7 +175,8 @@ class Bundles:
             if not manifest.is_file():
                 raise FileNotFoundError(f"no {manifest} to read the input shape from: pass --input_shape \"[1, C, H, W, 16]\"")
             m = json.loads(manifest.read_text())
-            shape = [1, len(m["channel_names"]), *m["settings"]["spatial_size"], 16]
+            patch = json.loads((root / "configs" / "inference.json").read_text()).get("patch_size")
+            shape = [1, len(m["channel_names"]), *(patch or [*m["settings"]["spatial_size"], 16])]
         else:
             shape = json.loads(input_shape) if isinstance(input_shape, str) else list(input_shape)
         print(export_program(str(root), str(models), shape))

@@ -11,7 +11,7 @@ from typing import Any
 from iac_components.bundles.errors import fail
 from iac_components.utils import as_bool
 
-__all__ = ["BundleData", "cached_geometry", "loader_batch_size", "search_identity"]
+__all__ = ["BundleData", "cached_geometry", "check_patch_size", "loader_batch_size", "search_identity"]
 
 
 class BundleData:
@@ -41,6 +41,9 @@ class BundleData:
         val_datalist: validation entries; None: drawn from ``datalist``.
         conventions: a manifest.json whose channels, classes and label values an ``msd`` / ``nnunet`` datalist
             follows when there is no ``dataset_dir`` (a release's ``models/manifest.json``, as fine-tuning uses).
+        default_geometry: ``spacing`` / ``spatial_size`` used when neither given nor cached (a 3-D bundle's
+            resampling of every axis); None or absent keys: the dataset's defaults.
+        patch_size: a 3-D bundle's patch, for the export's input shape in the logged summary.
         settings: preprocessing overrides (``spacing``, ``spatial_size``, ...); None values are left to defaults.
     """
 
@@ -58,6 +61,8 @@ class BundleData:
         val_datalist: Any = None,
         conventions: str | None = None,
         disjoint_search_folds: bool = False,
+        default_geometry: Mapping[str, Any] | None = None,
+        patch_size: list[int] | None = None,
         **settings: Any,
     ) -> None:
         from iac_components.data import DatasetError, make_splits, prepare_dataset
@@ -75,6 +80,8 @@ class BundleData:
             barrier()  # under torchrun rank 0 prepares the cache and the splits; the others then find them ready
         overrides = {k: v for k, v in settings.items() if v is not None}
         overrides.update({k: v for k, v in cached_geometry(cache_dir).items() if settings.get(k) is None})
+        # neither given nor cached: the bundle's own default (a 3-D bundle's isotropic grid), else the dataset's
+        overrides.update({k: v for k, v in (default_geometry or {}).items() if v is not None and k not in overrides})
         try:
             if use_datalist:
                 adapter = _datalist_adapter(dataset, dataset_dir, conventions, datalist, val_datalist)
@@ -104,7 +111,7 @@ class BundleData:
             import logging
 
             log = logging.getLogger("iac_components.data")
-            for line in data_summary(self.manifest, self.splits):
+            for line in data_summary(self.manifest, self.splits, patch_size=patch_size):
                 log.info("data: %s", line)
 
     @property
@@ -148,9 +155,22 @@ def loader_batch_size(dataset: Any, batch_size: int) -> int:
     n = len(dataset) // max(1, world_size())
     if n < 1:
         fold = getattr(dataset, "fold", "training")
-        raise fail(f"the {fold} fold has no 2-D slice to train on ({len(dataset)} slices for {world_size()} "
-                    "process(es)); give it labelled volumes (train#dataset#data) or more patients")
+        unit = getattr(dataset, "unit", "2-D slice")
+        raise fail(f"the {fold} fold has no {unit} to train on ({len(dataset)} for {world_size()} process(es)); give "
+                    "it labelled volumes (train#dataset#data) or more patients")
     return max(1, min(int(batch_size), n))
+
+
+def check_patch_size(patch_size: Any, halvings: int = 4) -> None:
+    """A 3-D bundle's patch: three positive sizes, each more than ``2 ** halvings`` voxels (the 3-D U-Net pads to a
+    multiple of 16 and halves it four times; a one-voxel bottleneck cannot be normalised per instance)."""
+    try:
+        sizes = [int(v) for v in patch_size]
+    except (TypeError, ValueError):
+        sizes = []
+    if len(sizes) != 3 or min(sizes) <= 2**halvings:
+        raise fail(f"--patch_size {patch_size}: give three sizes, each at least {2**halvings + 1} voxels (the 3-D "
+                   f"U-Net halves the patch {halvings} times), e.g. \"[32, 32, 32]\"")
 
 
 def cached_geometry(cache_dir: str) -> dict[str, list]:

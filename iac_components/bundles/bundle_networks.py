@@ -134,14 +134,17 @@ def inference_network(
     backbone_kwargs: Mapping[str, Any] | None = None,
     cell_kwargs: Mapping[str, Any] | None = None,
     checkpoint: str | None = None,
+    slice_wise: bool = True,
 ) -> nn.Module:
     """The 3-D inference model: the retrained network (fixed cells) run slice-wise
-    (:class:`~iac_components.networks.SliceWise`). Built from plain values only, so ``inference.json`` can
-    switch it off (``_disabled_``) when it runs on ``model.ts`` without this package."""
+    (:class:`~iac_components.networks.SliceWise`), or a 3-D bundle's 3-D network as it is (``slice_wise=False``).
+    Built from plain values only, so ``inference.json`` can switch it off (``_disabled_``) when it runs on
+    ``model.ts`` without this package."""
     from iac_components.networks import SliceWise
 
     spec = {"name": backbone, "in_channels": in_channels, "out_channels": out_channels, **(backbone_kwargs or {})}
-    return SliceWise(fixed_network(spec, genotype, checkpoint=checkpoint, **(cell_kwargs or {})))
+    network = fixed_network(spec, genotype, checkpoint=checkpoint, **(cell_kwargs or {}))
+    return SliceWise(network) if as_bool(slice_wise) else network
 
 
 def retrain_param_groups(

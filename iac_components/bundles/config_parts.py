@@ -14,7 +14,8 @@ from iac_components.data.settings import get_settings
 
 __all__ = [
     "BOOL", "BUNDLE_ROOT", "IMPORTS", "RUNTIME", "backbone_config", "data_config", "dataset_settings", "insert_after",
-    "loss_config", "paths_config", "run_first", "slice_loader_config", "train_preprocessing", "validate_config",
+    "loader_config", "loss_config", "paths_config", "patch_loader_config", "run_first", "slice_loader_config",
+    "train_preprocessing", "validate_config", "volume_inferer", "volume_keys",
 ]  # fmt: skip
 
 # `bundle_root` is ".": the current directory, as in the model zoo's template. Every way MONAI resolves a config
@@ -74,14 +75,30 @@ def paths_config(spec: BundleSpec) -> dict[str, Any]:
         # (iac_components.data.settings); `--spacing` / `--spatial_size` given to train.json carry over
         "spacing": None,
         "spatial_size": None,
+        **(volume_keys(spec) if spec.volumetric else {}),
         "num_workers": 4,
     }
 
 
-def data_config(datalists: tuple[str, ...] = (), disjoint_search_folds: bool = False) -> dict[str, Any]:
+def volume_keys(spec: BundleSpec) -> dict[str, Any]:
+    """A 3-D bundle's patch: what training and the search crop, and the sliding window of validation, evaluation and
+    inference."""
+    v = spec.volume
+    return {
+        "patch_size": list(v.patch_size),
+        # patches drawn from each training volume per epoch (an epoch: volumes x this)
+        "samples_per_volume": v.samples_per_volume,
+        "sw_overlap": v.sw_overlap,
+    }
+
+
+def data_config(
+    spec: BundleSpec, datalists: tuple[str, ...] = (), disjoint_search_folds: bool = False
+) -> dict[str, Any]:
     """The bundle's data; ``datalists`` names the sections whose ``#dataset#data`` (a datalist of 3-D files, as
     MONAI Label passes it) replaces ``dataset_dir``: ``("train", "validate")`` or ``("train",)``.
-    ``disjoint_search_folds``: refuse a datalist too small for different search-train and search-val patients."""
+    ``disjoint_search_folds``: refuse a datalist too small for different search-train and search-val patients.
+    A 3-D bundle's grid (every axis resampled) is its default geometry, used unless given or cached."""
     # both keys always present (None: not used), so that an overlay changes one entry instead of the whole `data`
     refs = {"datalist": "@train#dataset#data" if "train" in datalists else None,
             "val_datalist": "@validate#dataset#data" if "validate" in datalists else None}  # fmt: skip
@@ -98,10 +115,17 @@ def data_config(datalists: tuple[str, ...] = (), disjoint_search_folds: bool = F
             "spatial_size": "@spatial_size",
             **refs,
             **({"disjoint_search_folds": True} if disjoint_search_folds else {}),
+            **({"default_geometry": _volume_geometry(spec), "patch_size": "@patch_size"} if spec.volumetric else {}),
         },
         "num_channels": "$@data.num_channels",
         "num_classes": "$@data.num_classes",
     }
+
+
+def _volume_geometry(spec: BundleSpec) -> dict[str, Any]:
+    v = spec.volume
+    return {"spacing": list(v.spacing) if v.spacing else None,
+            "spatial_size": list(v.spatial_size) if v.spatial_size else None}  # fmt: skip
 
 
 def backbone_config(spec: BundleSpec) -> dict[str, Any]:
@@ -125,13 +149,28 @@ def loss_config(spec: BundleSpec) -> dict[str, Any]:
     return dice_ce
 
 
-def train_preprocessing() -> dict[str, Any]:
+def train_preprocessing(spec: BundleSpec) -> dict[str, Any]:
     """``train#preprocessing``: the per-slice training transforms (MONAI's dictionary transforms), where a zoo user
     looks for them and edits them; the dataset applies them when ``augment`` is on. Everything before them (reading,
-    orientation, resampling, normalisation) runs once into the slice cache (``data``, its manifest says how)."""
+    orientation, resampling, normalisation) runs once into the slice cache (``data``, its manifest says how).
+
+    A 3-D bundle adds ``train#sampling``, the patch crop that training and the search always run: padded to the
+    patch where a volume is smaller, then MONAI's ``RandCropByPosNegLabeld`` (half the patches centred on a
+    foreground voxel, half anywhere), and its ``train#preprocessing`` is the 3-D augmentation."""
     from iac_components.data.transforms import augmentation_config
 
-    return {"preprocessing": {"_target_": "Compose", "transforms": augmentation_config()}}
+    if not spec.volumetric:
+        return {"preprocessing": {"_target_": "Compose", "transforms": augmentation_config()}}
+    keys = ["image", "label"]
+    sampling = [
+        {"_target_": "SpatialPadd", "keys": keys, "spatial_size": "@patch_size"},
+        {"_target_": "RandCropByPosNegLabeld", "keys": keys, "label_key": "label", "spatial_size": "@patch_size",
+         "pos": 1, "neg": 1, "num_samples": 1},
+    ]  # fmt: skip
+    return {
+        "sampling": {"_target_": "Compose", "transforms": sampling},
+        "preprocessing": {"_target_": "Compose", "transforms": augmentation_config(spatial_dims=3)},
+    }
 
 
 def slice_loader_config(
@@ -163,9 +202,46 @@ def slice_loader_config(
     }
 
 
-def validate_config(best_file: str) -> dict[str, Any]:
-    """Patient-level validation for checkpoint selection: whole preprocessed volumes, predicted slice-wise,
-    Dice per volume (empty classes by the BraTS convention), the best saved as ``best_file``."""
+def patch_loader_config(
+    section: str, fold: str, augment: str | bool, data: str | None = None, name: str = "dataset"
+) -> dict[str, Any]:
+    """A 3-D bundle's :func:`slice_loader_config`: ``samples_per_volume`` patches of each volume of ``fold`` per
+    epoch, cropped by ``train#sampling`` and augmented by ``augment`` (an expression, or False)."""
+    config = slice_loader_config(section, fold, augment, data, name)
+    config[name] = {
+        "_target_": "iac_components.data.PatchDataset",
+        "data": data,
+        "manifest": "$@data.manifest",
+        "splits": "$@data.splits",
+        "fold": fold,
+        "sampling": "@train#sampling",
+        "augment": augment,
+        "samples_per_volume": "@samples_per_volume",
+        "seed": "@seed",
+    }
+    return config
+
+
+def loader_config(spec: BundleSpec, section: str, fold: str, augment: str | bool, data: str | None = None,
+                  name: str = "dataset") -> dict[str, Any]:  # fmt: skip
+    """The training loader of a fold: 2-D slices, or a 3-D bundle's patches."""
+    make = patch_loader_config if spec.volumetric else slice_loader_config
+    return make(section, fold, augment, data, name)
+
+
+def volume_inferer(spec: BundleSpec, sw_batch_size: str = "@batch_size") -> dict[str, Any]:
+    """How a whole volume is predicted: slice-wise (``SliceInferer`` over the slice size), or in a 3-D bundle by
+    MONAI's ``SlidingWindowInferer`` over the training patch, Gaussian-weighted where windows overlap."""
+    if not spec.volumetric:
+        return {"_target_": "SliceInferer", "roi_size": "$@data.spatial_size", "spatial_dim": 2, "sw_batch_size": sw_batch_size}
+    return {"_target_": "SlidingWindowInferer", "roi_size": "@patch_size", "sw_batch_size": sw_batch_size,
+            "overlap": "@sw_overlap", "mode": "gaussian"}  # fmt: skip
+
+
+def validate_config(spec: BundleSpec, best_file: str) -> dict[str, Any]:
+    """Patient-level validation for checkpoint selection: whole preprocessed volumes, predicted slice-wise (a 3-D
+    bundle: by sliding windows), Dice per volume (empty classes by the BraTS convention), the best saved as
+    ``best_file``."""
     return {
         "dataset": {
             "_target_": "iac_components.data.VolumeDataset",
@@ -175,7 +251,7 @@ def validate_config(best_file: str) -> dict[str, Any]:
             "fold": "validation",
         },
         "dataloader": {"_target_": "DataLoader", "dataset": "@validate#dataset", "batch_size": 1, "num_workers": 0},
-        "inferer": {"_target_": "SliceInferer", "roi_size": "$@data.spatial_size", "spatial_dim": 2, "sw_batch_size": "@batch_size"},
+        "inferer": volume_inferer(spec),
         "postprocessing": {
             "_target_": "Compose",
             "transforms": [

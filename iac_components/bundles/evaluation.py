@@ -52,6 +52,7 @@ def evaluate_models(
     device: str | torch.device | None = None,
     save_predictions: bool | str = False,
     force_geometry: bool | str = False,
+    inferer: Any = None,
 ) -> dict[str, Any]:
     """Patient-level evaluation in the original grid of each named model, and their paired comparison.
 
@@ -66,8 +67,11 @@ def evaluate_models(
         save_predictions: also write the predicted label maps.
         force_geometry: evaluate even when the data were prepared at another geometry than a model's checkpoint
             records (refused otherwise: the model would be scored on slices it was not trained on).
+        inferer: how a volume is predicted (a MONAI inferer: a 3-D bundle's ``SlidingWindowInferer``); None:
+            slice by slice over the slice size.
     """
     from iac_components.data import evaluate_patients
+    from iac_components.data.evaluate import inferer_predictor
     from iac_components.distributed import is_main_process
     from iac_components.implant import load_network_weights
     from iac_components.utils import write_json_atomic
@@ -92,6 +96,7 @@ def evaluate_models(
         summary = evaluate_patients(
             network, data.manifest, fold=fold, splits=data.splits, out_dir=str(out), device=device,
             save_predictions=as_bool(save_predictions),
+            predictor=None if inferer is None else inferer_predictor(network, inferer, device),
         )  # fmt: skip
         results[name] = summary
         if is_main_process():

@@ -68,7 +68,21 @@ def _readme(spec: BundleSpec) -> str:
                   f"```bash\niac synth {synth} /tmp/raw --patients 20 && D=/tmp/raw\n```")
         input_desc = f"{channels} channel(s): {spec.dataset.image_description}."
         data_reference = f"- {spec.dataset.license.split(';', 1)[-1].strip().removeprefix('cite ').rstrip('.')}."
+    if spec.volumetric:
+        data_section = _volume_data_section(spec, s, data_section)
+        try_it = try_it.replace(
+            "(and add `--spacing` and `--spatial_size` for its small volumes, as `iac demo` does)",
+            "(and add `--spacing \"[4.0, 4.0, 4.0]\" --spatial_size \"[48, 48]\" --patch_size \"[32, 32, 32]\"` for its "
+            "small volumes; the patch is not carried over from one workflow to the next: give it to each)")
     return _resource("README.md.in").format(
+        cache_name="a cache of preprocessed volumes" if spec.volumetric else "a slice cache",
+        program_shape=("at the patch size (the sliding window's)" if spec.volumetric
+                       else "with a dynamic\nnumber of slices"),
+        model_contract=_model_contract(spec),
+        how_segments=("segments 3-D volumes with the 3-D network by overlapping windows of its training patch"
+                      if spec.volumetric else "segments 3-D volumes slice by slice"),
+        transforms_text=_transforms_text(spec),
+        memory_section=_memory_section(spec),
         name=name,
         title=spec.dataset.title,
         backbone=spec.backbone.title,
@@ -81,11 +95,68 @@ def _readme(spec: BundleSpec) -> str:
         try_it=try_it,
         input_desc=input_desc,
         data_reference=data_reference,
-        input_shape=f"[1, {channels}, {size[0] if size else 'H'}, {size[1] if size else 'W'}, 16]",
+        input_shape=(f"[1, {channels}, {', '.join(map(str, spec.volume.patch_size))}]" if spec.volumetric else
+                     f"[1, {channels}, {size[0] if size else 'H'}, {size[1] if size else 'W'}, 16]"),
         epochs_train=spec.dataset.epochs["train"],
         epochs_search=spec.dataset.epochs["search"],
         epochs_retrain=spec.dataset.epochs["retrain"],
         note=GENERATED_NOTE,
+    )
+
+
+def _volume_data_section(spec: BundleSpec, s, data_section: str) -> str:
+    """A 3-D bundle's data paragraph: the 2-D one's source and classes, its own grid and patch."""
+    v = spec.volume
+    grid = (f"resampled to {' x '.join(str(x) for x in v.spacing)} mm (every axis)" if v.spacing
+            else "resampled in-plane to the data's median spacing, their slice spacing kept")  # fmt: skip
+    size = v.spatial_size or s.spatial_size
+    plane = f"padded/cropped in-plane to {size[0]} x {size[1]}" if size else "padded in-plane to a multiple of 32"
+    first = data_section.split(". ", 1)[0] if spec.dataset.key != "custom" else data_section.rstrip(".")
+    tail = "" if spec.dataset.key == "custom" else f" Classes: {_classes(s)}. Data terms: `docs/data_license.txt`."
+    return (f"{first}. Volumes are {grid} and {plane} (`--spacing`, `--spatial_size` given to `train.json` carry "
+            f"over to every later workflow; two `--spacing` values keep the slice spacing). Training and the search "
+            f"crop patches of {' x '.join(map(str, v.patch_size))} (`--patch_size`), {v.samples_per_volume} per "
+            "volume per epoch (`--samples_per_volume`), half of them centred on a labelled voxel; validation, "
+            f"evaluation and inference slide windows of the same size over the whole volume (overlap "
+            f"`--sw_overlap` {v.sw_overlap}, Gaussian-weighted).{tail}")
+
+
+def _model_contract(spec: BundleSpec) -> str:
+    if spec.volumetric:
+        return ("The model is a 3-D network: it takes a patch `(B, C, H, W, D)` (any size; it pads to a multiple of 16) "
+                "and returns logits\n`(B, K, H, W, D)`. `inference.json` preprocesses with the training chain (RAS, "
+                "resampling, normalisation, in-plane\npad/crop), runs MONAI's `SlidingWindowInferer` over windows of "
+                "the training patch (`--patch_size`, `--sw_overlap`,\nGaussian-weighted) and inverts the preprocessing.")
+    return ("The model takes a 3-D volume `(B, C, H, W, D)` and returns logits `(B, K, H, W, D)`, predicting each axial "
+            "slice\nwith the 2-D network. `inference.json` preprocesses with the training chain (RAS, in-plane "
+            "resampling,\nnormalisation, pad/crop), runs a `SlidingWindowInferer` over windows of whole slices and "
+            "inverts the preprocessing.")
+
+
+def _classes(s) -> str:
+    return ", ".join(f"{c} = {v}" for c, v in zip(s.class_names, s.label_values or range(len(s.class_names))))
+
+
+def _transforms_text(spec: BundleSpec) -> str:
+    if spec.volumetric:
+        return ("Reading, orientation, resampling and normalisation run once into the cache of preprocessed volumes "
+                "(`data`); `train#sampling` pads each volume to the patch and crops it with MONAI's "
+                "`RandCropByPosNegLabeld` (training and the search), `train#preprocessing` is the 3-D augmentation "
+                "(MONAI's random flips on every axis, an axial rotation and zoom, intensity scale and shift; "
+                "`--augment false` turns it off; the search runs without it). Validation predicts each cached volume "
+                "with MONAI's `SlidingWindowInferer` (`validate#inferer`), as `evaluate.json` and `inference.json` do.")
+    return ("Reading, orientation, in-plane resampling\nand normalisation run once into the slice cache (`data`); the "
+            "training transforms are `train#preprocessing` (MONAI's\nrandom flips, affine and intensity transforms, "
+            "edited there; `--augment false` turns them off; the search runs\nwithout them). Validation reads the "
+            "cached slices as they are, so there is no `validate#preprocessing`.")
+
+
+def _memory_section(spec: BundleSpec) -> str:
+    if not spec.volumetric:
+        return _resource("memory_2d.md").rstrip("\n")
+    v = spec.volume
+    return _resource("memory_3d.md").rstrip("\n").format(
+        patch=" x ".join(map(str, v.patch_size)), batch=v.search_batch_size, width=v.cell_channels
     )
 
 

@@ -69,18 +69,14 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
         "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
         "in_channels": channels,
         "out_channels": classes,
-        "window_slices": spec.dataset.window_slices,
+        **({"patch_size": list(spec.volume.patch_size), "sw_overlap": spec.volume.sw_overlap} if spec.volumetric
+           else {"window_slices": spec.dataset.window_slices}),
         **_model_selection(spec),
         "datalist": datalist,
         "preprocessing": {"_target_": "Compose", "transforms": _guard_path_keys(chain)},
         "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
         "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 1, "num_workers": 0},
-        "inferer": {
-            "_target_": "SlidingWindowInferer",
-            "roi_size": [-1, -1, "@window_slices"],
-            "sw_batch_size": 1,
-            "overlap": 0.0,
-        },
+        "inferer": _inferer(spec),
         "postprocessing": _postprocessing(to_values, name_formatter),
         "handlers": [
             {
@@ -109,6 +105,15 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
     return _model_geometry(config, s, custom)
 
 
+def _inferer(spec: BundleSpec) -> dict[str, Any]:
+    """A window of ``window_slices`` whole slices through the slice-wise network, or a 3-D bundle's patch-sized
+    windows through the 3-D network (overlapping, Gaussian-weighted, as in its validation)."""
+    if spec.volumetric:
+        return {"_target_": "SlidingWindowInferer", "roi_size": "@patch_size", "sw_batch_size": 1,
+                "overlap": "@sw_overlap", "mode": "gaussian"}  # fmt: skip
+    return {"_target_": "SlidingWindowInferer", "roi_size": [-1, -1, "@window_slices"], "sw_batch_size": 1, "overlap": 0.0}
+
+
 def _input_chain(spec: BundleSpec, s: Any, custom: bool) -> tuple[Any, list[dict[str, Any]]]:
     """The preprocessing of an input volume, and the transforms that map class indices back to label values."""
     parsed = "$[monai.bundle.ConfigParser(t).get_parsed_content() for t in "
@@ -125,7 +130,8 @@ def _input_chain(spec: BundleSpec, s: Any, custom: bool) -> tuple[Any, list[dict
         chain = preprocessing_config(s, "CT" if spec.dataset.modality == "CT" else "MRI", label_key=None)
         for step in chain:
             if step["_target_"] == "Spacingd":
-                step["pixdim"] = "$[float(v) for v in @spacing] + [-1.0]"
+                # two values keep the slice spacing, three (a 3-D bundle's) resample every axis
+                step["pixdim"] = "$([float(v) for v in @spacing] + [-1.0])[:3]"
             elif "spatial_size" in step:
                 step["spatial_size"] = "$[int(v) for v in @spatial_size] + [-1]"
         to_values = label_to_values_config(s) if list(s.label_values) != list(range(len(s.label_values))) else []
@@ -190,6 +196,7 @@ def _model_selection(spec: BundleSpec) -> dict[str, Any]:
             "out_channels": "@out_channels",
             "genotype": "$@ckpt_dir + '/genotype.json'",
             "backbone_kwargs": backbone_kwargs,
+            **({"slice_wise": False} if spec.volumetric else {}),
             "cell_kwargs": {},  # the cells' width: model.pt's record, else genotype.json's
             "checkpoint": "$@ckpt_dir + '/model.pt'",
         },

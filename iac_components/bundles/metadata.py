@@ -37,6 +37,11 @@ def metadata(spec: BundleSpec) -> dict[str, Any]:
 
         m = nnunet_2d_plan(s.spatial_size, s.spacing).divisible_by
         shape = [f"{2 * m[0]}*n", f"{2 * m[1]}*n", "*"]
+    if spec.volumetric:  # the 3-D network sees patches (the sliding window's), of any size (it pads to 16)
+        shape = list(spec.volume.patch_size)
+    how = ("3-D patch-based segmentation" if spec.volumetric else "2-D slice-wise segmentation")
+    predicts = ("Takes a 3-D volume and predicts it by overlapping 3-D windows of its training patch." if spec.volumetric
+                else "Takes a 3-D volume and predicts it slice by slice.")
     return {
         "schema": "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20240725.json",
         "version": "0.1.0",
@@ -51,10 +56,10 @@ def metadata(spec: BundleSpec) -> dict[str, Any]:
         # no `optional_packages_version`: MONAI >= 1.5 renames it to `required_packages_version` on load,
         # replacing the list above
         "name": f"IAC-LTH {spec.dataset.title} - {spec.backbone.title}",
-        "task": f"2-D slice-wise segmentation of {spec.dataset.title} with Implantable Adaptive Cells",
+        "task": f"{how} of {spec.dataset.title} with Implantable Adaptive Cells",
         "description": (
             f"{spec.backbone.title} with IAC cells in its skip connections, searched with IAC-LTH (JSD progressive "
-            "pruning) on the trained, frozen U-Net, then retrained. Takes a 3-D volume and predicts it slice by slice."
+            f"pruning) on the trained, frozen U-Net, then retrained. {predicts}"
         ),
         "authors": "IAC-LTH bundle collection (iac_components)",
         "copyright": "Copyright (c) the iac_components authors",
@@ -82,7 +87,7 @@ def metadata(spec: BundleSpec) -> dict[str, Any]:
                     "spatial_shape": shape,
                     "dtype": "float32",
                     "value_range": [],
-                    "is_patch_data": False,
+                    "is_patch_data": spec.volumetric,
                     "channel_def": {str(i): c for i, c in enumerate(channels)},
                 }
             },
@@ -94,7 +99,7 @@ def metadata(spec: BundleSpec) -> dict[str, Any]:
                     "spatial_shape": shape,
                     "dtype": "float32",
                     "value_range": [],
-                    "is_patch_data": False,
+                    "is_patch_data": spec.volumetric,
                     "channel_def": {str(i): c for i, c in enumerate(classes)},
                 }
             },

@@ -15,7 +15,7 @@ Each fails with one line that says what to do (``SystemExit``), since a bundle r
 
 from __future__ import annotations
 
-from iac_components.bundles.bundle_data import BundleData, loader_batch_size, search_identity
+from iac_components.bundles.bundle_data import BundleData, check_patch_size, loader_batch_size, search_identity
 from iac_components.bundles.bundle_networks import fixed_network, inference_network, retrain_param_groups, search_network
 from iac_components.bundles.evaluation import CellContributionHandler, evaluate_models
 from iac_components.bundles.export import export_program, export_torchscript
@@ -27,6 +27,7 @@ __all__ = [
     "CellContributionHandler",
     "ModelRecord",
     "as_bool",
+    "check_patch_size",
     "deployed_geometry",
     "deployed_model",
     "evaluate_models",

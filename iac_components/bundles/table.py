@@ -10,7 +10,10 @@ from typing import Any
 
 from iac_components.search.recipe import SEARCH_RECIPE
 
-__all__ = ["BACKBONE_ROWS", "COLLECTION_DATASETS", "DATASET_ROWS", "BundleSpec", "BackboneRow", "DatasetRow", "all_bundles", "get_bundle"]
+__all__ = [
+    "BACKBONE_ROWS", "COLLECTION_DATASETS", "DATASET_ROWS", "VOLUME_BACKBONE", "BackboneRow", "BundleSpec", "DatasetRow",
+    "VolumeRow", "all_bundles", "get_bundle",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class DatasetRow:
         augment: 2-D augmentation in the baseline and the retrain (the paper reports both regimes).
         window_slices: slices per forward in 3-D inference (a ``SlidingWindowInferer`` window).
         image_description: metadata text of the input.
+        volume: the dataset's 3-D bundle (``<key>_iac_3d``), or None for none: a :class:`VolumeRow`'s fields.
     """
 
     key: str
@@ -42,6 +46,12 @@ class DatasetRow:
     augment: bool = True
     window_slices: int = 16
     image_description: str = ""
+    volume: dict[str, Any] | None = None
+
+    @property
+    def volume_row(self) -> VolumeRow | None:
+        """The 3-D bundle's facts (:class:`VolumeRow`), or None when the dataset has no 3-D bundle."""
+        return None if self.volume is None else VolumeRow(**self.volume)
 
     @property
     def source(self) -> str:
@@ -61,6 +71,33 @@ class DatasetRow:
 
 
 @dataclass(frozen=True)
+class VolumeRow:
+    """What a dataset's 3-D bundle trains and searches on: 3-D patches of volumes resampled in all three axes, and
+    sliding windows of the same patch for validation, evaluation and inference.
+
+    Attributes:
+        spacing: target voxel spacing (mm) of the three axes after reorientation (``--spacing`` with two values
+            keeps the slice spacing as the 2-D bundles do).
+        spatial_size: in-plane size the volumes are padded/cropped to in the cache (None: the dataset's default).
+        patch_size: the training and search patch, and the sliding window (``--patch_size``).
+        batch_size: patches per batch of train and retrain.
+        search_batch_size: patches per batch of the search (its supernet holds every op: the memory bound).
+        cell_channels: the search's cell width (the 2-D recipe's 32 would not fit a 24 GB card in 3-D).
+        samples_per_volume: patches drawn per training volume per epoch.
+        sw_overlap: overlap of the sliding windows.
+    """
+
+    spacing: tuple[float, float, float] | None = None
+    spatial_size: tuple[int, int] | None = None
+    patch_size: tuple[int, int, int] = (96, 96, 96)
+    batch_size: int = 2
+    search_batch_size: int = 1
+    cell_channels: int = 16
+    samples_per_volume: int = 2
+    sw_overlap: float = 0.5
+
+
+@dataclass(frozen=True)
 class BackboneRow:
     """A backbone of the collection.
 
@@ -70,6 +107,7 @@ class BackboneRow:
         title: human name.
         kwargs: extra ``build_backbone`` arguments (``"@spatial_size"`` style references allowed).
         deep_supervision: train with MONAI's ``DeepSupervisionLoss`` (nnU-Net).
+        spatial_dims: 2 (slice-wise bundles) or 3 (the datasets' 3-D bundles, on :class:`VolumeRow` settings).
     """
 
     key: str
@@ -77,6 +115,7 @@ class BackboneRow:
     title: str
     kwargs: dict[str, Any] = field(default_factory=dict)
     deep_supervision: bool = False
+    spatial_dims: int = 2
 
 
 #: The datasets of the collection, in its order: registered adapter names whose module declares a ``BUNDLE_ROW``
@@ -114,6 +153,9 @@ BACKBONE_ROWS: dict[str, BackboneRow] = {
     ),
 }  # fmt: skip
 
+#: the backbone of the 3-D bundles: MONAI's BasicUNet in 3-D (its default features), one per dataset with a volume row
+VOLUME_BACKBONE = BackboneRow("3d", "unet", "MONAI BasicUNet 3-D", kwargs={"spatial_dims": 3}, spatial_dims=3)
+
 
 @dataclass(frozen=True)
 class BundleSpec:
@@ -126,13 +168,28 @@ class BundleSpec:
     def name(self) -> str:
         return f"{self.dataset.key}_iac" + (f"_{self.backbone.key}" if self.backbone.key else "")
 
+    @property
+    def volumetric(self) -> bool:
+        """A 3-D bundle: patch-based training and search, sliding-window validation, evaluation and inference."""
+        return self.backbone.spatial_dims == 3
+
+    @property
+    def volume(self) -> VolumeRow:
+        """The 3-D settings of a 3-D bundle (:class:`VolumeRow`)."""
+        row = self.dataset.volume_row
+        if row is None or not self.volumetric:
+            raise ValueError(f"{self.name} is not a 3-D bundle")
+        return row
+
 
 def all_bundles() -> list[BundleSpec]:
-    """Every dataset with every backbone, and ``custom_iac`` (the base U-Net on the user's own data)."""
+    """Every dataset with every backbone, ``custom_iac`` (the base U-Net on the user's own data), and the 3-D bundle
+    of each dataset with a volume row (``<key>_iac_3d``)."""
     specs = [
         BundleSpec(d, b) for d in DATASET_ROWS.values() if d.key != "custom" for b in BACKBONE_ROWS.values()
     ]
-    return specs + [BundleSpec(DATASET_ROWS["custom"], BACKBONE_ROWS["unet"])]
+    specs.append(BundleSpec(DATASET_ROWS["custom"], BACKBONE_ROWS["unet"]))
+    return specs + [BundleSpec(d, VOLUME_BACKBONE) for d in DATASET_ROWS.values() if d.volume is not None]
 
 
 def get_bundle(name: str) -> BundleSpec:

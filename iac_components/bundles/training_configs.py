@@ -17,12 +17,13 @@ from iac_components.bundles.config_parts import (
     backbone_config,
     data_config,
     insert_after,
+    loader_config,
     loss_config,
     paths_config,
     run_first,
-    slice_loader_config,
     train_preprocessing,
     validate_config,
+    volume_inferer,
 )
 from iac_components.bundles.table import BundleSpec
 from iac_components.search.recipe import SEARCH_RECIPE as RECIPE
@@ -41,10 +42,10 @@ def _supervised(spec: BundleSpec, network_def: dict[str, Any], epochs: int, lr: 
         **paths_config(spec),
         "epochs": epochs,
         "val_interval": 1,
-        "batch_size": spec.dataset.batch_size,
+        "batch_size": spec.volume.batch_size if spec.volumetric else spec.dataset.batch_size,
         "learning_rate": lr,
         "augment": spec.dataset.augment,
-        **data_config(("train", "validate")),
+        **data_config(spec, ("train", "validate")),
         "backbone": backbone_config(spec),
         "network_def": network_def,
         "network": "$@network_def.to(@device)",
@@ -59,8 +60,8 @@ def _supervised(spec: BundleSpec, network_def: dict[str, Any], epochs: int, lr: 
         },
         "lr_scheduler": {"_target_": "torch.optim.lr_scheduler.CosineAnnealingLR", "optimizer": "@optimizer", "T_max": "@epochs"},
         "train": {
-            **train_preprocessing(),
-            **slice_loader_config("train", "train", f"$@train#preprocessing if {BOOL}(@augment) else None"),
+            **train_preprocessing(spec),
+            **loader_config(spec, "train", "train", f"$@train#preprocessing if {BOOL}(@augment) else None"),
             "inferer": {"_target_": "SimpleInferer"},
             "handlers": [
                 {"_target_": "LrScheduleHandler", "lr_scheduler": "@lr_scheduler", "print_lr": True},
@@ -83,11 +84,17 @@ def _supervised(spec: BundleSpec, network_def: dict[str, Any], epochs: int, lr: 
                 "decollate": False,
             },
         },
-        "validate": validate_config(best_file),
-        "initialize": [CHECK_OVERRIDES, CHECK_DEVICE, "$monai.utils.set_determinism(seed=@seed)"],
+        "validate": validate_config(spec, best_file),
+        "initialize": [*_checks(spec), "$monai.utils.set_determinism(seed=@seed)"],
         "run": ["$@train#trainer.run()"],
         "finalize": [],
     }
+
+
+def _checks(spec: BundleSpec) -> list[str]:
+    """What every workflow checks before any work: the overrides, the device, a 3-D bundle's patch."""
+    patch = [f"${RUNTIME}.check_patch_size(@patch_size)"] if spec.volumetric else []
+    return [CHECK_OVERRIDES, CHECK_DEVICE, *patch]
 
 
 def train_config(spec: BundleSpec) -> dict[str, Any]:
@@ -150,10 +157,16 @@ def finetune_config(spec: BundleSpec) -> dict[str, Any]:
         "network_def#baseline_checkpoint": None,
         "network_def#init_checkpoint": "@init_checkpoint",
         "val_interval": 1,
-        "finalize": [
-            f"${RUNTIME}.export_torchscript(@bundle_root, @ckpt_dir, [1, @num_channels] + list(@data.spatial_size) + [16])"
-        ],
+        "finalize": [f"${RUNTIME}.export_torchscript(@bundle_root, @ckpt_dir, {export_shape(spec)})"],
     }
+
+
+def export_shape(spec: BundleSpec) -> str:
+    """The example input TorchScript is traced with: a volume of 16 slices at the slice size, or a 3-D bundle's
+    patch (the sliding window's input)."""
+    if spec.volumetric:
+        return "[1, @num_channels] + list(@patch_size)"
+    return "[1, @num_channels] + list(@data.spatial_size) + [16]"
 
 
 def search_config(spec: BundleSpec) -> dict[str, Any]:
@@ -167,7 +180,7 @@ def search_config(spec: BundleSpec) -> dict[str, Any]:
         **paths_config(spec),
         "epochs": spec.dataset.epochs["search"],
         "warmup_steps": spec.dataset.warmup_steps,
-        "batch_size": spec.dataset.batch_size,
+        "batch_size": spec.volume.search_batch_size if spec.volumetric else spec.dataset.batch_size,
         "learning_rate": RECIPE.learning_rate,
         "arch_learning_rate": RECIPE.arch_learning_rate,
         "prune": True,
@@ -176,10 +189,10 @@ def search_config(spec: BundleSpec) -> dict[str, Any]:
         "genotype_file": "$@ckpt_dir + '/genotype.json'",
         "history_file": "$@output_dir + '/search_history.json'",
         "ops": list(RECIPE.ops),
-        "cell_channels": RECIPE.cell_channels,
+        "cell_channels": spec.volume.cell_channels if spec.volumetric else RECIPE.cell_channels,
         "partial_k": RECIPE.partial_k,
         "share_genotype": RECIPE.share_genotype,
-        **data_config(("train",), disjoint_search_folds=True),
+        **data_config(spec, ("train",), disjoint_search_folds=True),
         "backbone": backbone_config(spec),
         "network_def": {
             "_target_": f"{RUNTIME}.search_network",
@@ -197,9 +210,9 @@ def search_config(spec: BundleSpec) -> dict[str, Any]:
         # the JSD rule's settings (`--pruning#epsilon 0.2`); the handler is `train#handlers#0`, built from them;
         # `control` replaces the rule by one of the benchmark's controls (iac_components.search.controls)
         "pruning": {**RECIPE.rule.to_config(), "control": None},
-        "train": _search_train(),
+        "train": _search_train(spec),
         **_search_checkpoints(),
-        "initialize": [CHECK_OVERRIDES, CHECK_DEVICE, "$monai.utils.set_determinism(seed=@seed)"],
+        "initialize": [*_checks(spec), "$monai.utils.set_determinism(seed=@seed)"],
         "run": [
             "$@checkpoint.attach(@train#trainer)",
             f"$@checkpoint_loader.attach(@train#trainer) if {BOOL}(@resume) else None",
@@ -232,12 +245,12 @@ def _search_optimizers() -> dict[str, Any]:
     }
 
 
-def _search_train() -> dict[str, Any]:
+def _search_train(spec: BundleSpec) -> dict[str, Any]:
     """``train``: the search-train and search-val loaders, the pruning handler (the first handler) and the engine."""
     return {
-        **train_preprocessing(),  # off in the search (augment false), as in the paper
-        **slice_loader_config("train", "search_train", False),
-        **slice_loader_config("train", "search_val", False, data="@train#dataset#data", name="arch_dataset"),
+        **train_preprocessing(spec),  # off in the search (augment false), as in the paper; a 3-D patch is still cropped
+        **loader_config(spec, "train", "search_train", False),
+        **loader_config(spec, "train", "search_val", False, data="@train#dataset#data", name="arch_dataset"),
         "inferer": {"_target_": "SimpleInferer"},
         "handlers": [
             {
@@ -305,12 +318,13 @@ def _search_checkpoints() -> dict[str, Any]:
 COMPARISON_BASELINES = ("attention_unet", "unetplusplus")
 
 
-def _comparison_backbone(name: str) -> dict[str, Any]:
+def _comparison_backbone(spec: BundleSpec, name: str) -> dict[str, Any]:
     return {
         "_target_": "iac_components.networks.build_backbone",
         "name": name,
         "in_channels": "@num_channels",
         "out_channels": "@num_classes",
+        **({"spatial_dims": 3} if spec.volumetric else {}),
     }
 
 
@@ -322,7 +336,7 @@ def comparison_baseline_config(spec: BundleSpec, name: str) -> dict[str, Any]:
     if name == "unetplusplus" and loss.get("_target_") != "iac_components.networks.StackedDeepSupervisionLoss":
         loss = {"_target_": "iac_components.networks.StackedDeepSupervisionLoss", "loss": loss}
     return {
-        "network_def": _comparison_backbone(name),
+        "network_def": _comparison_backbone(spec, name),
         "loss": loss,
         "validate#handlers#1#key_metric_filename": f"baseline_{name}.pt",
     }
@@ -341,10 +355,11 @@ def evaluate_config(spec: BundleSpec) -> dict[str, Any]:
         **paths_config(spec),
         "fold": "test",
         "save_predictions": False,
+        **({"sw_batch_size": 1} if spec.volumetric else {}),
         "force_geometry": False,
         "genotype_file": "$@ckpt_dir + '/genotype.json'",
         "cell_channels": None,  # None: the width model.pt was retrained with (its record), else genotype.json's
-        **data_config(),
+        **data_config(spec),
         "backbone": backbone_config(spec),
         "network_def": {
             "_target_": f"{RUNTIME}.fixed_network",
@@ -355,12 +370,15 @@ def evaluate_config(spec: BundleSpec) -> dict[str, Any]:
             "checkpoint": "$@ckpt_dir + '/model.pt'",  # its record says which cells the weights were trained with
         },
         "baseline_def": backbone_config(spec),
-        **{f"{b}_def": _comparison_backbone(b) for b in COMPARISON_BASELINES},
+        **{f"{b}_def": _comparison_backbone(spec, b) for b in COMPARISON_BASELINES},
         "models": models,
-        "initialize": [CHECK_OVERRIDES, CHECK_DEVICE],
+        # a 3-D bundle predicts a volume by sliding windows of its patch (the 2-D ones: slice by slice)
+        **({"inferer": volume_inferer(spec, sw_batch_size="@sw_batch_size")} if spec.volumetric else {}),
+        "initialize": _checks(spec),
         "run": [
             f"${RUNTIME}.evaluate_models(@models, @data, @output_dir + '/evaluation', fold=@fold, device=@device, "
-            "save_predictions=@save_predictions, force_geometry=@force_geometry)"
+            "save_predictions=@save_predictions, force_geometry=@force_geometry"
+            + (", inferer=@inferer)" if spec.volumetric else ")")
         ],
         "finalize": [],
     }

@@ -196,4 +196,7 @@ BUNDLE_ROW = {
     "key": "amos", "title": "AMOS22 abdominal CT/MRI (15 organs)", "default_dir": "/workspace/data/amos22",
     "license": "AMOS22 data: CC BY 4.0; cite Ji et al., NeurIPS 2022.", "batch_size": 8, "window_slices": 8,
     "image_description": "abdominal CT (HU clipped to [-175, 250], scaled) or MRI (z-scored)",
+    # amos_iac_3d: 1.5 x 1.5 x 2 mm (AMOS's slices are thicker than its pixels), 96 x 96 x 64 patches (144 x 144 x
+    # 128 mm), the in-plane field of the 2-D bundles' 512 mm at that spacing
+    "volume": {"spacing": (1.5, 1.5, 2.0), "spatial_size": (352, 352), "patch_size": (96, 96, 64)},
 }  # fmt: skip

@@ -193,4 +193,6 @@ BUNDLE_ROW = {
     "key": "brats", "title": "BraTS 2021/2023 glioma MRI (NCR, ED, ET)", "default_dir": "/workspace/data/BraTS2021",
     "license": "BraTS data: CC BY 4.0 / challenge terms; cite Baid et al. 2021 and Menze et al. 2015.",
     "image_description": "4 MRI sequences (t1, t1ce, t2, flair), each z-scored over the brain (non-zero voxels)",
+    # brats_iac_3d: BraTS's own 1 mm grid, 96^3 patches (a third of the 240 x 240 x 155 volume per axis)
+    "volume": {"spacing": (1.0, 1.0, 1.0), "patch_size": (96, 96, 96)},
 }  # fmt: skip

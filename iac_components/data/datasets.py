@@ -8,7 +8,9 @@ are MONAI-style dicts (C-contiguous float32 tensors):
   optionally through 2-D MONAI random transforms (:func:`~iac_components.data.transforms.augmentation_config`).
   Use ``monai.data.DataLoader`` so each worker's random state differs.
 * :class:`VolumeDataset`: ``{"image": (C, H, W, D) float32, "label": (1, H, W, D) float32, "case_id",
-  "patient_id"}`` for per-volume validation with ``monai.inferers.SliceInferer``.
+  "patient_id"}`` for per-volume validation with ``monai.inferers.SliceInferer`` (or ``SlidingWindowInferer`` in 3-D).
+* :class:`PatchDataset`: ``{"image": (C, *patch), "label": (1, *patch), "case_id"}``: 3-D patches of the volumes,
+  cropped by MONAI's transforms (the 3-D bundles' training and search).
 
 Empty slices (no foreground) can be thinned (``empty_fraction``) or down-weighted in sampling
 (:func:`make_slice_sampler`).
@@ -28,7 +30,7 @@ from iac_components.data.base import DatasetError
 from iac_components.data.prepare import load_manifest
 from iac_components.data.splits import fold_cases, load_splits
 
-__all__ = ["SliceDataset", "VolumeDataset", "make_slice_sampler", "select_cases"]
+__all__ = ["PatchDataset", "SliceDataset", "VolumeDataset", "make_slice_sampler", "select_cases"]
 
 
 def select_cases(
@@ -183,18 +185,7 @@ class SliceDataset(torch.utils.data.Dataset):
         return item
 
     def _augment(self, item: dict[str, Any]) -> dict[str, Any]:
-        from monai.data import get_track_meta, set_track_meta
-
-        old = get_track_meta()
-        set_track_meta(self.track_meta)
-        try:
-            item = self.augment(item)
-        finally:
-            set_track_meta(old)
-        for k in ("image", "label"):
-            if hasattr(item[k], "as_tensor"):
-                item[k] = item[k].as_tensor()
-        return item
+        return _run_chains(item, [self.augment], self.track_meta)
 
     def slice_weights(self, empty_weight: float = 0.1) -> torch.Tensor:
         """Sampling weight per item: 1 for slices with foreground, ``empty_weight`` for empty ones."""
@@ -252,3 +243,79 @@ class VolumeDataset(torch.utils.data.Dataset):
             "case_id": c["case_id"],
             "patient_id": c["patient_id"],
         }
+
+
+class PatchDataset(torch.utils.data.Dataset):
+    """3-D patches of the cached volumes of some cases: the 3-D bundles' training and search data.
+
+    Item ``i`` is volume ``i // samples_per_volume`` of the fold through ``sampling`` (a bundle's ``train#sampling``:
+    MONAI's ``SpatialPadd`` to the patch and ``RandCropByPosNegLabeld``, half the patches centred on foreground),
+    then ``augment`` (``train#preprocessing``: 3-D random flips and intensity changes) when given. Both run with
+    MetaTensor tracking off, seeded with ``seed`` (MONAI's ``DataLoader`` reseeds them per worker).
+
+    Args:
+        manifest, fold, splits, case_ids, data: as :class:`SliceDataset`.
+        sampling: the crop chain (a ``Compose``, or a list of MONAI transform configs); its crop may return a list
+            of one sample (``num_samples=1``).
+        augment: a chain applied after the crop (a ``Compose`` or a config list), or None / False.
+        samples_per_volume: patches drawn from each volume per epoch.
+        seed: seed of the random crops and transforms.
+    """
+
+    #: what one item is, for the loaders' one-line error on an empty fold
+    unit = "3-D patch"
+
+    def __init__(
+        self,
+        manifest: dict[str, Any] | str | os.PathLike,
+        fold: str | None = None,
+        splits: dict[str, Any] | str | os.PathLike | None = None,
+        case_ids: Sequence[str] | None = None,
+        sampling: Callable | list[dict[str, Any]] | None = None,
+        augment: Callable | list[dict[str, Any]] | bool | None = None,
+        samples_per_volume: int = 1,
+        seed: int = 0,
+        data: Sequence[dict[str, Any]] | str | None = None,
+    ) -> None:
+        from iac_components.data.transforms import instantiate_transforms
+
+        self.volumes = VolumeDataset(manifest, fold, splits, case_ids, data)
+        self.fold = fold
+        if int(samples_per_volume) < 1:
+            raise ValueError(f"samples_per_volume must be at least 1, got {samples_per_volume}")
+        self.samples_per_volume = int(samples_per_volume)
+        if sampling is None:
+            raise ValueError("PatchDataset needs `sampling`: the chain that crops a patch of each volume")
+        chains = [instantiate_transforms(c) if isinstance(c, list) else c for c in (sampling, augment or None)]
+        self.sampling, self.augment = chains
+        for chain in chains:
+            if chain is not None and hasattr(chain, "set_random_state"):
+                chain.set_random_state(seed=int(seed))
+
+    def __len__(self) -> int:
+        return len(self.volumes) * self.samples_per_volume
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = self.volumes[i // self.samples_per_volume]
+        item = {"image": item["image"], "label": item["label"], "case_id": item["case_id"]}
+        return _run_chains(item, [self.sampling, self.augment])
+
+
+def _run_chains(item: dict[str, Any], chains: Sequence[Callable | None], track_meta: bool = False) -> dict[str, Any]:
+    """``item`` through each chain (None: skipped) with MONAI's MetaTensor tracking set to ``track_meta`` (the flag is
+    global: restored after), as plain tensors; a chain that returns a list (a crop's ``num_samples``) gives its first."""
+    from monai.data import get_track_meta, set_track_meta
+
+    old = get_track_meta()
+    set_track_meta(track_meta)
+    try:
+        for chain in chains:
+            if chain is not None:
+                item = chain(item)
+                item = item[0] if isinstance(item, list) else item
+    finally:
+        set_track_meta(old)
+    for k in ("image", "label"):
+        if hasattr(item[k], "as_tensor"):
+            item[k] = item[k].as_tensor()
+    return item

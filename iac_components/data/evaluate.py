@@ -27,7 +27,7 @@ from iac_components.data.files import one_line, save_nifti
 from iac_components.data.transforms import instantiate_transforms
 from iac_components.metrics import case_metrics, summarize_metrics, write_metrics
 
-__all__ = ["evaluate_patients", "invert_prediction", "load_label_indices", "slice_predictor"]
+__all__ = ["evaluate_patients", "inferer_predictor", "invert_prediction", "load_label_indices", "slice_predictor"]
 
 
 def slice_predictor(network: torch.nn.Module, device: str | torch.device | None = None, sw_batch_size: int = 16) -> Callable:
@@ -39,6 +39,19 @@ def slice_predictor(network: torch.nn.Module, device: str | torch.device | None 
     def predict(data: dict[str, Any]) -> torch.Tensor:
         x = torch.as_tensor(data["image"]).float()[None].to(dev)
         inferer = SliceInferer(roi_size=tuple(x.shape[2:4]), sw_batch_size=sw_batch_size, spatial_dim=2, progress=False)
+        with torch.no_grad():
+            return torch.as_tensor(inferer(x, network))[0].cpu()
+
+    return predict
+
+
+def inferer_predictor(network: torch.nn.Module, inferer: Callable, device: str | torch.device | None = None) -> Callable:
+    """A predictor for :func:`evaluate_patients` from a MONAI inferer over a network that takes the whole volume's
+    dimensionality (a 3-D network under ``SlidingWindowInferer``): logits (K, H, W, D)."""
+    dev = torch.device(device) if device is not None else next(network.parameters()).device
+
+    def predict(data: dict[str, Any]) -> torch.Tensor:
+        x = torch.as_tensor(data["image"]).float()[None].to(dev)
         with torch.no_grad():
             return torch.as_tensor(inferer(x, network))[0].cpu()
 

@@ -162,4 +162,7 @@ BUNDLE_ROW = {
     "key": "kits", "title": "KiTS23 kidney CT (kidney, tumour, cyst)", "default_dir": "/workspace/data/kits23/dataset",
     "license": "KiTS23 data: CC BY-NC-SA 4.0; cite Heller et al.", "batch_size": 8, "window_slices": 8,
     "image_description": "abdominal CT, HU clipped to [-79, 304] and scaled to [0, 1]",
+    # kits_iac_3d: 1.5 mm isotropic (a 96^3 patch spans 144 mm, a kidney with its tumour), the in-plane field of the
+    # 2-D bundles' 512 mm at that spacing
+    "volume": {"spacing": (1.5, 1.5, 1.5), "spatial_size": (352, 352), "patch_size": (96, 96, 96)},
 }  # fmt: skip

@@ -152,4 +152,6 @@ BUNDLE_ROW = {
     "key": "custom", "title": "your dataset (nnU-Net v2 raw or MSD layout)",
     "default_dir": "/workspace/data/nnUNet_raw/Dataset001_Custom", "license": "as your data's.",
     "image_description": "channels and classes read from the dataset's dataset.json",
+    # custom_iac_3d: the data's median in-plane spacing with their slice spacing kept (no spacing here), 96^3 patches
+    "volume": {"patch_size": (96, 96, 96)},
 }  # fmt: skip

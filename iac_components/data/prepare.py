@@ -146,7 +146,7 @@ def resolve_settings(
             exts.append(ext[:2])
         spacing = s.spacing or tuple(float(round(v, 4)) for v in np.median(np.array(sps), axis=0))
         if s.spatial_size is None:
-            need = np.max(np.array(exts), axis=0) / np.array(spacing)
+            need = np.max(np.array(exts), axis=0) / np.array(spacing[:2])  # a 3-D spacing's in-plane part
             div = max(1, int(s.divisible))
             size = tuple(int(math.ceil(n / div - 1e-6) * div) for n in need)
         else:

@@ -47,7 +47,8 @@ class DatasetSettings:
     """Preprocessing and evaluation settings of one dataset.
 
     Attributes:
-        spacing: target in-plane spacing (mm) of axes 0 and 1 after reorientation; ``None``: dataset median.
+        spacing: target in-plane spacing (mm) of axes 0 and 1 after reorientation; ``None``: dataset median. Three
+            values (the 3-D bundles) resample the slice axis too; two keep the slices as they are.
         spatial_size: 2-D slice size (H, W) after padding/cropping; ``None``: automatic (see ``divisible``).
         divisible: the automatic slice size is rounded up to a multiple of this (U-Net down-sampling).
         axcodes: orientation of the preprocessed grid; ``"RAS"`` puts axial slices along axis 2.
@@ -61,7 +62,7 @@ class DatasetSettings:
         hd95_max: HD95 for one-sided empty classes (mm); ``None``: the case's image diagonal in mm.
     """
 
-    spacing: tuple[float, float] | None = None
+    spacing: tuple[float, ...] | None = None
     spatial_size: tuple[int, int] | None = None
     divisible: int = 32
     axcodes: str = "RAS"
@@ -93,6 +94,9 @@ class DatasetSettings:
         for k, v in overrides.items():
             if k in ("spacing", "spatial_size", "ct_window") and v is not None:
                 v = tuple(float(x) if k != "spatial_size" else int(x) for x in v)
+                if k == "spacing" and len(v) not in (2, 3):
+                    raise ValueError(f"spacing {list(v)}: give two values (in-plane, the slice spacing kept) or three "
+                                     "(every axis)")
             elif k in ("class_names", "channel_names"):
                 v = tuple(str(x) for x in v)
             elif k == "label_values":

@@ -10,8 +10,8 @@ The chain (``image`` is a list of files, one per channel, or one multi-channel f
 1. ``LoadImaged`` with ``ensure_channel_first``; channel files are stacked along axis 0.
 2. ``MapLabelValued`` (label only, when the files' label values are not ``0..K-1``, e.g. BraTS 2021's 4).
 3. ``Orientationd`` to RAS: axial slices along axis 2.
-4. ``Spacingd`` to the in-plane spacing; the slice spacing is kept (``pixdim`` ``-1`` on axis 2); bilinear
-   for the image, nearest for the label.
+4. ``Spacingd`` to the in-plane spacing; the slice spacing is kept (``pixdim`` ``-1`` on axis 2), unless the
+   spacing has three values (the 3-D bundles resample every axis); bilinear for the image, nearest for the label.
 5. ``NormalizeIntensityd(nonzero=True, channel_wise=True)`` for MRI (a mask from the image, never the label),
    ``ScaleIntensityRanged`` (window -> [0, 1], clipped) for CT.
 6. ``ResizeWithPadOrCropd`` to ``(H, W, -1)``: in-plane only, every slice kept.
@@ -87,7 +87,8 @@ def preprocessing_config(
         )
     chain += [
         {"_target_": "Orientationd", "keys": keys, "axcodes": s.axcodes, "labels": None},
-        {"_target_": "Spacingd", "keys": keys, "pixdim": [*map(float, s.spacing), -1.0], "mode": modes},
+        # two values: in-plane only, the slice spacing kept (-1); three (the 3-D bundles): every axis resampled
+        {"_target_": "Spacingd", "keys": keys, "pixdim": [*map(float, s.spacing), -1.0][:3], "mode": modes},
     ]
     if modality == "CT":
         lo, hi = map(float, s.ct_window)
@@ -133,8 +134,9 @@ def augmentation_config(
     intensity_scale: float = 0.1,
     intensity_shift: float = 0.1,
     noise_std: float = 0.0,
+    spatial_dims: int = 2,
 ) -> list[dict[str, Any]]:
-    """2-D random dictionary transforms (MONAI) for training slices, as bundle config dicts.
+    """2-D random dictionary transforms (MONAI) for training slices (or 3-D ones for patches), as bundle config dicts.
 
     Args:
         keys: image key then label key; the label is resampled with nearest.
@@ -145,6 +147,8 @@ def augmentation_config(
         intensity_scale: ``RandScaleIntensityd`` factor range (image only; 0 disables).
         intensity_shift: ``RandShiftIntensityd`` offset range (image only; 0 disables).
         noise_std: ``RandGaussianNoised`` standard deviation (image only; 0 disables).
+        spatial_dims: 3 for 3-D patches: flips along every axis, the rotation in the axial plane (about the slice
+            axis), the zoom on every axis.
     """
     import math
 
@@ -152,18 +156,16 @@ def augmentation_config(
     spatial = [image_key] if label_key is None else [image_key, label_key]
     out: list[dict[str, Any]] = []
     if flip:
-        out += [
-            {"_target_": "RandFlipd", "keys": spatial, "prob": prob, "spatial_axis": 0},
-            {"_target_": "RandFlipd", "keys": spatial, "prob": prob, "spatial_axis": 1},
-        ]
+        out += [{"_target_": "RandFlipd", "keys": spatial, "prob": prob, "spatial_axis": a} for a in range(spatial_dims)]
     if rotate_deg > 0 or scale > 0:
+        rotate = [math.radians(rotate_deg)] if spatial_dims == 2 else [0.0, 0.0, math.radians(rotate_deg)]
         out.append(
             {
                 "_target_": "RandAffined",
                 "keys": spatial,
                 "prob": prob,
-                "rotate_range": [math.radians(rotate_deg)],
-                "scale_range": [scale, scale],
+                "rotate_range": rotate,
+                "scale_range": [scale] * spatial_dims,
                 "mode": ["bilinear", "nearest"][: len(spatial)],
                 "padding_mode": "zeros",
             }

@@ -121,3 +121,17 @@ def custom_pipeline(tmp_path_factory, nnunet_raw) -> Pipeline:
 def genotype_file(tmp_path_factory) -> Path:
     """``genotype.json`` of :data:`GENOTYPE`, shared by all levels."""
     return Path(save_genotypes(tmp_path_factory.mktemp("genotype") / "genotype.json", [GENOTYPE], share_genotype=True))
+
+
+@pytest.fixture(scope="session")
+def monailabel_venv() -> Path:
+    """MONAI Label's own virtualenv (it pins numpy 1.26), built by ``tests/monailabel/make_venv.sh`` on first use
+    (about 7 minutes) and reused after (``IAC_MONAILABEL_VENV`` chooses where)."""
+    import subprocess
+
+    from bundle_utils import REPO
+
+    make_venv = REPO / "tests" / "monailabel" / "make_venv.sh"
+    proc = subprocess.run(["bash", str(make_venv)], capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, f"building MONAI Label's virtualenv failed:\n{proc.stderr[-3000:]}"
+    return Path(proc.stdout.strip().splitlines()[-1])

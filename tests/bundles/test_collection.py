@@ -29,7 +29,10 @@ DOCUMENTED_RUN = re.compile(r"python -m monai\.bundle run(?: (?!--)(\S+))? --con
 
 
 def test_collection_is_every_dataset_with_every_backbone():
-    assert len(NAMES) == len(set(NAMES)) == 29
+    """4 datasets x 7 backbones, custom_iac, and the 3-D bundle of every volumetric dataset (not ACDC's few thick
+    slices)."""
+    assert len(NAMES) == len(set(NAMES)) == 33
+    assert [n for n in NAMES if n.endswith("_3d")] == ["brats_iac_3d", "kits_iac_3d", "amos_iac_3d", "custom_iac_3d"]
     assert sorted(NAMES) == sorted(p.name for p in BUNDLES.iterdir() if (p / "configs").is_dir())
 
 
@@ -104,10 +107,14 @@ def test_network_contract_export_and_torchscript(name, tmp_path, genotype_file):
     net = parser.get_parsed_content("network_def").eval()
     torch.save({"model": net.state_dict()}, models / "model.pt")
     c_in, k_out, base = _io(parser)
+    # a 2-D bundle's volume of 2 slices, or a 3-D bundle's patch (the smallest its U-Net takes, below its default)
+    trace = [1, c_in, 32, 32, 32] if name.endswith("_3d") else [1, c_in, base, base, 2]
+    sizes = ([(2, c_in, base - 8, base - 24, 1), (1, c_in, base - 16, base - 4, 3)] if not name.endswith("_3d")
+             else [(2, c_in, 24, 40, 20), (1, c_in, 33, 18, 30)])  # fmt: skip
 
     verify_net_in_out("network_def", meta_file=meta, config_file=config, device="cpu", bundle_root=str(root))
     ckpt_export(  # --filepath, --ckpt_file and --meta_file follow from --bundle_root
-        "network_def", bundle_root=str(root), config_file=config, key_in_ckpt="model", use_trace=True, input_shape=[1, c_in, base, base, 2],
+        "network_def", bundle_root=str(root), config_file=config, key_in_ckpt="model", use_trace=True, input_shape=trace,
         converter_kwargs={"check_trace": False},  # the comparison below is the stronger check
     )  # fmt: skip
     extra = {"metadata.json": "", "inference.json": ""}
@@ -116,7 +123,7 @@ def test_network_contract_export_and_torchscript(name, tmp_path, genotype_file):
     assert json.loads(extra["inference.json"])["network_def"]["backbone"] == parser["network_def"]["backbone"]
     # sizes below the trace's keep the big networks cheap (the padding to the network's multiple differs all the
     # same); optimized_execution(False) skips TorchScript's first-call graph optimisation, not its semantics
-    for shape in [(2, c_in, base - 8, base - 24, 1), (1, c_in, base - 16, base - 4, 3)]:
+    for shape in sizes:
         x = torch.randn(*shape)
         with torch.no_grad(), torch.jit.optimized_execution(False):
             eager, traced = net(x), ts(x)

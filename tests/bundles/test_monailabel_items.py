@@ -17,8 +17,8 @@ from monai.bundle import ConfigParser
 from iac_components.genotype import save_genotypes
 
 ALL = sorted(p.name for p in BUNDLES.iterdir() if (p / "configs" / "inference.json").is_file())
-#: custom_iac's chain comes from its prepared cache (item 1 of the MONAI Label issue writes it at export)
-FROM_RELEASE = [b for b in ALL if b != "custom_iac"]
+#: custom_iac's chains (2-D and 3-D) come from its prepared cache (item 1 of the MONAI Label issue writes it at export)
+FROM_RELEASE = [b for b in ALL if not b.startswith("custom_iac")]
 
 
 def _volume(path, channels: int, shape=(40, 36, 5)) -> str:

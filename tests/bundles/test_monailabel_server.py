@@ -36,20 +36,10 @@ from iac_components.monailabel import write_app
 
 pytestmark = [pytest.mark.slow, pytest.mark.monailabel]
 
-MAKE_VENV = REPO / "tests" / "monailabel" / "make_venv.sh"
-
-
 def _request(url: str, data: bytes | None = None, headers: dict | None = None, timeout: float = 120) -> bytes:
     req = urllib.request.Request(url, data=data, headers=headers or {}, method="POST" if data is not None else "GET")
     with urllib.request.urlopen(req, timeout=timeout) as r:
         return r.read()
-
-
-@pytest.fixture(scope="module")
-def monailabel_venv() -> Path:
-    proc = subprocess.run(["bash", str(MAKE_VENV)], capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, f"building MONAI Label's virtualenv failed:\n{proc.stderr[-3000:]}"
-    return Path(proc.stdout.strip().splitlines()[-1])
 
 
 class Server:

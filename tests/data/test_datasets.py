@@ -87,9 +87,10 @@ def test_a_bundles_train_preprocessing_is_the_default_augmentation_seeded_alike(
     from monai.bundle import ConfigParser
 
     from iac_components.bundles.config_parts import train_preprocessing
+    from iac_components.bundles.table import get_bundle
 
     m = load_manifest(prepared("acdc", 4))
-    chain = ConfigParser(train_preprocessing()).get_parsed_content("preprocessing")
+    chain = ConfigParser(train_preprocessing(get_bundle("acdc_iac"))).get_parsed_content("preprocessing")
     built, default = SliceDataset(m, augment=chain, seed=3), SliceDataset(m, augment=True, seed=3)
     assert built.augment is chain
     for i in range(len(default)):

@@ -117,4 +117,8 @@ exclude_verify_torchscript_list += [
     "amos_iac_efficientnetv2_m",
     "amos_iac_nnunet",
     "custom_iac",
+    "brats_iac_3d",
+    "kits_iac_3d",
+    "amos_iac_3d",
+    "custom_iac_3d",
 ]

@@ -6,8 +6,9 @@ Every bundle under ``model/`` (or those named by ``--conf models a,b``) gets
   ``models/model.ts``. MONAI Label itself would prefer ``models/model.pt`` and then build ``network_def``, which
   needs ``iac_components`` and the genotype; this app always serves the TorchScript, so inference needs only MONAI
   and PyTorch. The model declares a 3-D input: the exported network runs a 2-D U-Net with cells slice by slice over
-  a volume (``SlidingWindowInferer`` with ``roi_size [-1, -1, window_slices]``), so a client sends whole volumes
-  and gets a label map in the volume's own grid;
+  a volume (``SlidingWindowInferer`` with ``roi_size [-1, -1, window_slices]``), or, in a ``*_iac_3d`` bundle, is a
+  3-D U-Net with 3-D cells over overlapping windows of its training patch, so a client sends whole volumes and gets
+  a label map in the volume's own grid;
 * a trainer that fine-tunes the deployed model on the labelled studies: ``configs/retrain.json`` with the
   ``configs/finetune.json`` overlay (``train#dataset#data`` and ``validate#dataset#data`` from MONAI Label's
   datalist). It needs ``iac_components`` importable in the server's environment. It writes ``models/model.pt`` and
