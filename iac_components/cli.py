@@ -129,15 +129,16 @@ class Bundles:
         spec = get_bundle(name)
         d = spec.dataset
         lines = [f"{spec.name}: {d.title} x {spec.backbone.title}", f"data: {d.source} (--dataset_dir, default {d.default_dir})"]
+        v = spec.volume if spec.volumetric else None
         if d.key != "custom":
             st = get_settings(d.adapter)
-            lines.append(f"default geometry: spacing {list(st.spacing)} mm, slice size {list(st.spatial_size)}; "
+            spacing, size = (v.spacing or st.spacing, v.spatial_size or st.spatial_size) if v else (st.spacing, st.spatial_size)
+            lines.append(f"default geometry: spacing {list(spacing)} mm, slice size {list(size)}; "
                          f"classes: {', '.join(st.class_names)}")  # fmt: skip
-        if spec.volumetric:
-            v = spec.volume
-            lines.append(f"3-D: spacing {list(v.spacing) if v.spacing else 'the data median in-plane, slices kept'}"
-                         f" mm, patch {list(v.patch_size)}, batch {v.batch_size} (search {v.search_batch_size}), "
-                         f"{v.samples_per_volume} patches per volume per epoch, sliding-window overlap {v.sw_overlap}")
+        if v is not None:
+            lines.append(f"3-D: patch {list(v.patch_size)}, batch {v.batch_size} (search {v.search_batch_size}), "
+                         f"{v.samples_per_volume} patches per volume per epoch, sliding-window overlap {v.sw_overlap}"
+                         + ("" if v.spacing else "; spacing: the data's median in-plane, their slices kept"))
         lines.append(f"epochs: train {d.epochs['train']}, search {d.epochs['search']}, retrain {d.epochs['retrain']}"
                      + ("" if spec.volumetric else f"; batch {d.batch_size} slices"))  # fmt: skip
         from iac_components.bundles.overlays import load_merged

@@ -108,10 +108,14 @@ def _volume_data_section(spec: BundleSpec, s, data_section: str) -> str:
     """A 3-D bundle's data paragraph: the 2-D one's source and classes, its own grid and patch."""
     v = spec.volume
     grid = (f"resampled to {' x '.join(str(x) for x in v.spacing)} mm (every axis)" if v.spacing
-            else "resampled in-plane to the data's median spacing, their slice spacing kept")  # fmt: skip
+            else "resampled in-plane to the data's median spacing (their slice spacing kept)")  # fmt: skip
     size = v.spatial_size or s.spatial_size
-    plane = f"padded/cropped in-plane to {size[0]} x {size[1]}" if size else "padded in-plane to a multiple of 32"
-    first = data_section.split(". ", 1)[0] if spec.dataset.key != "custom" else data_section.rstrip(".")
+    plane = (f"padded/cropped in-plane to {size[0]} x {size[1]}" if size
+             else "padded in-plane to their largest extent, rounded up to a multiple of 32")  # fmt: skip
+    if spec.dataset.key == "custom":  # the layouts and dataset.json; the geometry is said below, for 3-D
+        first = data_section.split("; the in-plane spacing", 1)[0] + ". Pass the folder as `--dataset_dir` (`D` below)"
+    else:
+        first = data_section.split(". ", 1)[0]
     tail = "" if spec.dataset.key == "custom" else f" Classes: {_classes(s)}. Data terms: `docs/data_license.txt`."
     return (f"{first}. Volumes are {grid} and {plane} (`--spacing`, `--spatial_size` given to `train.json` carry "
             f"over to every later workflow; two `--spacing` values keep the slice spacing). Training and the search "

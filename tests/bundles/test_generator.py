@@ -37,3 +37,13 @@ def test_check_fails_and_lists_edited_and_missing_files(tmp_path):
     assert f"missing: {out / 'kits_iac' / 'docs' / 'README.md'}" in report
     assert f"extra: {out / 'amos_iac' / 'configs' / 'notes.json'}" in report
     assert sum(line.strip().startswith(("differs:", "missing:", "extra:")) for line in report.splitlines()) == 3
+
+
+def test_show_gives_a_3d_bundles_own_geometry_and_patch(capsys):
+    """``iac bundles show`` of a 3-D bundle: its grid (every axis), not the 2-D bundles' in-plane default."""
+    from iac_components.cli import Bundles
+
+    Bundles().show("kits_iac_3d")
+    out = capsys.readouterr().out
+    assert "default geometry: spacing [1.5, 1.5, 1.5] mm, slice size [352, 352]" in out
+    assert "3-D: patch [96, 96, 96], batch 2 (search 1)" in out and "cell_channels 16" in out
