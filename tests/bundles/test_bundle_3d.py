@@ -2,7 +2,8 @@
 synthetic KiTS23 in its official layout: the baseline on 3-D patches, the IAC-LTH search on the frozen 3-D U-Net
 (Conv3d cells, a genotype that records 3-D), the retrain, the per-patient evaluation in the original grid with
 sliding windows, TorchScript and ``torch.export`` export, inference of a NIfTI into its own grid (eager, TorchScript
-and the exported program agree), the model zoo's ``verify_bundle.py`` and a real MONAI Label server's ``/infer``.
+and the exported program agree), the model zoo's ``verify_bundle.py``, a real MONAI Label server's ``/infer``,
+``finetune.json`` on a release (MONAI Label's ``/train``) and the multi-GPU overlays under ``torchrun``.
 
 Patches are 32^3 (the smallest the 3-D BasicUNet takes: it halves them four times) over volumes resampled to 10 mm in
 every axis; the search runs 3 ops at width 4.
@@ -190,3 +191,26 @@ def test_the_multi_gpu_overlays_run_the_3d_bundle_on_two_ranks(pipeline, tmp_pat
              *args, *SEARCH, "--epochs", "1", "--warmup_steps", "1", cwd=root)  # fmt: skip
     history = json.loads((root / "eval" / "search_history.json").read_text())
     assert [e["epoch"] for e in history["epochs"]] == [1] and history["search_space"]["spatial_dims"] == 3
+
+
+def test_finetune_on_one_labelled_volume_reexports_the_3d_model(exported, tmp_path):
+    """finetune.json as MONAI Label's ``/train`` runs it on a 3-D release: one labelled volume, patches of it, the
+    best checkpoint saved and model.ts traced again at the patch."""
+    import zipfile
+
+    from bundle_utils import run_workflow
+
+    from iac_components.bundles.package import package_bundle
+
+    release = package_bundle(exported, tmp_path / "release", ckpt_dir=exported / "models", cache_dir=exported / "cache")
+    with zipfile.ZipFile(release["zip"]) as z:
+        z.extractall(tmp_path / "app")
+    bundle = tmp_path / "app" / NAME
+    case = sorted(exported.parent.parent.glob("kits_raw*/dataset/case_*"))[0]
+    datalist = [{"image": str(case / "imaging.nii.gz"), "label": str(case / "segmentation.nii.gz")}]
+    ts_before = (bundle / "models" / "model.ts").read_bytes()
+    run_workflow(bundle / "configs" / "finetune.json", dataset_dir=str(tmp_path / "none"), num_workers=0, device="cpu",
+                 amp=False, patch_size=[32, 32, 32], samples_per_volume=1,
+                 **{"train#dataset#data": datalist, "validate#dataset#data": [], "train#trainer#max_epochs": 1})  # fmt: skip
+    assert (bundle / "models" / "model.pt").is_file()
+    assert (bundle / "models" / "model.ts").read_bytes() != ts_before

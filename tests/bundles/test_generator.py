@@ -47,3 +47,27 @@ def test_show_gives_a_3d_bundles_own_geometry_and_patch(capsys):
     out = capsys.readouterr().out
     assert "default geometry: spacing [1.5, 1.5, 1.5] mm, slice size [352, 352]" in out
     assert "3-D: patch [96, 96, 96], batch 2 (search 1)" in out and "cell_channels 16" in out
+
+
+def test_the_3d_memory_table_quotes_the_committed_measurement():
+    """The memory table of the 3-D bundles' READMEs (templates/memory_3d.md) is a copy of
+    benchmarks/results/peak_memory_3d_bundles.json: each row there, rounded as quoted, is in the template, and each
+    bundle's defaults are the measured ones."""
+    import json
+
+    from bundle_utils import REPO
+
+    from iac_components.bundles.table import get_bundle
+
+    results = json.loads((REPO / "benchmarks/results/peak_memory_3d_bundles.json").read_text())
+    template = (REPO / "iac_components/bundles/templates/memory_3d.md").read_text()
+    assert len(results["rows"]) == 6
+    for r in results["rows"]:
+        search = r["workflow"] == "search"
+        row = (f"| {r['bundle']} | {r['workflow']} | {r['in_channels']} | {r['classes']} | {r['batch']} | "
+               f"{' x '.join(map(str, r['patch']))} | {r['partial_k'] if search else '-'} | "
+               f"{r['cell_channels'] if search else '-'} | {r['peak_gb']:.1f} | {r['seconds']:.0f} |")  # fmt: skip
+        assert row in template, row
+        v = get_bundle(r["bundle"]).volume
+        assert list(v.patch_size) == r["patch"]
+        assert (v.search_batch_size, v.cell_channels) == (r["batch"], r["cell_channels"]) if search else v.batch_size == r["batch"]
