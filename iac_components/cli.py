@@ -176,7 +176,8 @@ class Bundles:
             if not manifest.is_file():
                 raise FileNotFoundError(f"no {manifest} to read the input shape from: pass --input_shape \"[1, C, H, W, 16]\"")
             m = json.loads(manifest.read_text())
-            patch = json.loads((root / "configs" / "inference.json").read_text()).get("patch_size")
+            volumetric = "patch_size" in json.loads((root / "configs" / "inference.json").read_text())
+            patch = (m.get("patch_size") or _default_patch(root)) if volumetric else None  # the trained patch
             shape = [1, len(m["channel_names"]), *(patch or [*m["settings"]["spatial_size"], 16])]
         else:
             shape = json.loads(input_shape) if isinstance(input_shape, str) else list(input_shape)
@@ -187,6 +188,16 @@ class Bundles:
         from iac_components.bundles.table import all_bundles
 
         return [s.name for s in all_bundles()]
+
+
+def _default_patch(root) -> list[int]:
+    """A 3-D bundle's default patch, for a model whose manifest records none."""
+    from iac_components.bundles.table import get_bundle
+
+    try:
+        return list(get_bundle(root.name).volume.patch_size)
+    except ValueError as e:
+        raise SystemExit(f"error: {root.name} is not a bundle of the collection: pass --input_shape \"[1, C, H, W, D]\"") from e
 
 
 def _bundle_dir(name: str):

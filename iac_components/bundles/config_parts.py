@@ -14,7 +14,7 @@ from iac_components.data.settings import get_settings
 
 __all__ = [
     "BOOL", "BUNDLE_ROOT", "IMPORTS", "RUNTIME", "backbone_config", "data_config", "dataset_settings", "insert_after",
-    "loader_config", "loss_config", "paths_config", "patch_loader_config", "run_first", "slice_loader_config",
+    "loader_config", "loss_config", "paths_config", "patch_check", "patch_loader_config", "run_first", "slice_loader_config",
     "train_preprocessing", "validate_config", "volume_inferer", "volume_keys",
 ]  # fmt: skip
 
@@ -78,6 +78,11 @@ def paths_config(spec: BundleSpec) -> dict[str, Any]:
         **(volume_keys(spec) if spec.volumetric else {}),
         "num_workers": 4,
     }
+
+
+def patch_check(spec: BundleSpec) -> list[str]:
+    """A 3-D bundle's one-line refusal of a patch its U-Net cannot take (first in ``initialize``; none in 2-D)."""
+    return [f"${RUNTIME}.check_patch_size(@patch_size)"] if spec.volumetric else []
 
 
 def volume_keys(spec: BundleSpec) -> dict[str, Any]:

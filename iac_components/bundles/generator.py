@@ -72,8 +72,13 @@ def _readme(spec: BundleSpec) -> str:
         data_section = _volume_data_section(spec, s, data_section)
         try_it = try_it.replace(
             "(and add `--spacing` and `--spatial_size` for its small volumes, as `iac demo` does)",
-            "(and add `--spacing \"[4.0, 4.0, 4.0]\" --spatial_size \"[48, 48]\" --patch_size \"[32, 32, 32]\"` for its "
-            "small volumes; the patch is not carried over from one workflow to the next: give it to each)")
+            "(and add `--spacing \"[10.0, 10.0, 10.0]\" --spatial_size \"[48, 48]\" --patch_size \"[32, 32, 32]\"` for "
+            "its small volumes: 32 is the smallest patch the 3-D U-Net takes; give the patch to train, search, retrain "
+            "and evaluate alike, while inference, export and fine-tuning read it from the model)")
+    if spec.volumetric and spec.dataset.key == "custom":
+        try_it += ("\n\nand add `--spacing \"[10.0, 10.0, 10.0]\" --spatial_size \"[48, 48]\" --patch_size "
+                   "\"[32, 32, 32]\"` to every training workflow for its small volumes (32 is the smallest patch the "
+                   "3-D U-Net takes).")
     return _resource("README.md.in").format(
         cache_name="a cache of preprocessed volumes" if spec.volumetric else "a slice cache",
         program_shape=("at the patch size (the sliding window's)" if spec.volumetric

@@ -69,7 +69,9 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
         "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
         "in_channels": channels,
         "out_channels": classes,
-        **({"patch_size": list(spec.volume.patch_size), "sw_overlap": spec.volume.sw_overlap} if spec.volumetric
+        # a 3-D model's windows: the patch it was trained on (its manifest's), else the bundle's default
+        **({"patch_size": f"$list(@manifest['patch_size']) if @manifest and @manifest.get('patch_size') else "
+                          f"{list(spec.volume.patch_size)}", "sw_overlap": spec.volume.sw_overlap} if spec.volumetric
            else {"window_slices": spec.dataset.window_slices}),
         **_model_selection(spec),
         "datalist": datalist,
@@ -102,7 +104,7 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
         "run": ["$@evaluator.run()"],
         "finalize": [],
     }
-    return _model_geometry(config, s, custom)
+    return _model_geometry(config, spec, s, custom)
 
 
 def _inferer(spec: BundleSpec) -> dict[str, Any]:
@@ -240,8 +242,9 @@ def _postprocessing(to_values: list[dict[str, Any]], name_formatter: dict[str, A
         }
 
 
-def _model_geometry(config: dict[str, Any], s: Any, custom: bool) -> dict[str, Any]:
-    """The model's manifest (its preprocessing and geometry) and the keys read from it; the geometry check."""
+def _model_geometry(config: dict[str, Any], spec: BundleSpec, s: Any, custom: bool) -> dict[str, Any]:
+    """The model's manifest (its preprocessing and geometry) and the keys read from it; the geometry check. Without
+    a manifest: the dataset's default geometry (a 3-D bundle's own grid)."""
     # the model's own preprocessing first: the manifest.json that train/retrain write beside the weights and that a
     # release carries beside model.ts (`iac bundles package`: preprocessing only, no cases); else the prepared
     # cache's (official layout or datalist)
@@ -255,10 +258,9 @@ def _model_geometry(config: dict[str, Any], s: Any, custom: bool) -> dict[str, A
         config["out_channels"] = "$len(@manifest['class_names']) if @manifest else 2"
         config = insert_after(config, "out_channels", {"modality": "$@manifest['modality']"})
     else:
-        sizes = {
-            k: f"$list(@manifest['settings']['{k}']) if @manifest else {list(getattr(s, k))}"
-            for k in ("spacing", "spatial_size")
-        }
+        v = spec.volume if spec.volumetric else None
+        default = {k: list((getattr(v, k) if v else None) or getattr(s, k)) for k in ("spacing", "spatial_size")}
+        sizes = {k: f"$list(@manifest['settings']['{k}']) if @manifest else {default[k]}" for k in default}
         config = insert_after(config, "out_channels", sizes)
         # a geometry given on the command line that is not the model's is refused unless forced; without any
         # manifest the dataset's default geometry is used, and the run says so

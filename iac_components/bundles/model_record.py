@@ -37,12 +37,15 @@ class ModelRecord:
     values, readable with ``weights_only=True``) and write the preprocessing as ``<ckpt_dir>/manifest.json`` when
     the run starts, so that model.ts exported there (which cannot hold it) and a release packaged from that folder
     carry it too. Evaluation, export and inference rebuild the cells from the record
-    (:func:`fixed_network` ``checkpoint=``), whatever genotype.json says about the search's width."""
+    (:func:`fixed_network` ``checkpoint=``), whatever genotype.json says about the search's width. A 3-D bundle's
+    ``patch_size`` is recorded too: inference, export and fine-tuning run at the patch the model was trained on."""
 
-    def __init__(self, network: nn.Module, data: BundleData, ckpt_dir: str) -> None:
+    def __init__(self, network: nn.Module, data: BundleData, ckpt_dir: str, patch_size: Any = None) -> None:
         from iac_components.distributed import unwrap
 
         self.network, self.preprocessing = unwrap(network), release_preprocessing(data.manifest)
+        if patch_size is not None:
+            self.preprocessing["patch_size"] = [int(v) for v in patch_size]
         from iac_components.distributed import is_main_process
 
         if is_main_process():
@@ -85,10 +88,19 @@ def deployed_model(ckpt_dir: str) -> str:
 
 def deployed_geometry(ckpt_dir: str, cache_dir: str) -> dict[str, list]:
     """``spacing`` and ``spatial_size`` the deployed model was trained with: from the release's
-    ``<ckpt_dir>/manifest.json``, else from the prepared cache (empty: the dataset's defaults). A fine-tune on new
-    data must preprocess as the model was trained, not as the new data's own median would say."""
+    ``<ckpt_dir>/manifest.json``, else from the prepared cache (empty: the dataset's defaults), and a 3-D model's
+    ``patch_size`` (from ``<ckpt_dir>/manifest.json``). A fine-tune on new data must preprocess as the model was
+    trained, not as the new data's own median would say."""
+    import json
+
+    patch: dict[str, list] = {}
+    try:
+        recorded = json.loads(open(os.path.join(str(ckpt_dir), "manifest.json")).read()).get("patch_size")
+        patch = {"patch_size": [int(v) for v in recorded]} if recorded else {}
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
     for folder in (ckpt_dir, cache_dir):
         geometry = cached_geometry(str(folder))
         if geometry:
-            return geometry
-    return {}
+            return {**geometry, **patch}
+    return patch

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from iac_components.bundles.config_parts import CHECK_OVERRIDES
+from iac_components.bundles.config_parts import CHECK_OVERRIDES, patch_check
 from iac_components.bundles.table import BundleSpec
 
 __all__ = ["MULTI_GPU_WORKFLOWS", "multi_gpu_config"]
@@ -58,6 +58,7 @@ def multi_gpu_config(spec: BundleSpec, workflow: str) -> dict[str, Any]:
         "device": f"${_DIST}.local_device()",
         "initialize": [
             CHECK_OVERRIDES,
+            *patch_check(spec),
             "$import torch.distributed as dist",
             f"$import {_DIST}",
             f"${_DIST}.init_process_group()",
@@ -66,7 +67,7 @@ def multi_gpu_config(spec: BundleSpec, workflow: str) -> dict[str, Any]:
         "finalize": [f"${_DIST}.destroy_process_group()"],
     }
     if workflow == "evaluate":
-        common["initialize"] = common["initialize"][:4]  # evaluate.json has no seed: nothing random in it
+        common["initialize"] = common["initialize"][:-1]  # evaluate.json has no seed: nothing random in it
         return common  # evaluate_models shards the patients and gathers the rows itself
     config = dict(common)
     if workflow == "search":

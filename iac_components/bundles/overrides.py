@@ -33,7 +33,8 @@ MONAI_RUN_ARGS = frozenset({"run_id", "init_id", "final_id", "meta_file", "confi
 #: Overrides that every workflow of a bundle takes with the same meaning: a hint to run another workflow first
 #: repeats the ones the user gave (their data, folders, geometry, device).
 SHARED_ARGS = ("dataset", "dataset_dir", "cache_dir", "ckpt_dir", "output_dir", "device", "amp", "seed", "split_seed",
-               "split_fractions", "spacing", "spatial_size", "num_workers")  # fmt: skip
+               "split_fractions", "spacing", "spatial_size", "num_workers", "patch_size", "samples_per_volume",
+               "sw_overlap")  # fmt: skip
 
 
 def run_first_hint(workflow: str, bundle_root: str, argv: Sequence[str] | None = None) -> str:

@@ -19,6 +19,7 @@ from iac_components.bundles.config_parts import (
     insert_after,
     loader_config,
     loss_config,
+    patch_check,
     paths_config,
     run_first,
     train_preprocessing,
@@ -50,7 +51,8 @@ def _supervised(spec: BundleSpec, network_def: dict[str, Any], epochs: int, lr: 
         "network_def": network_def,
         "network": "$@network_def.to(@device)",
         # saved beside the weights: the preprocessing and the cells this model was trained with (runtime.ModelRecord)
-        "model_record": {"_target_": f"{RUNTIME}.ModelRecord", "network": "@network", "data": "@data", "ckpt_dir": "@ckpt_dir"},
+        "model_record": {"_target_": f"{RUNTIME}.ModelRecord", "network": "@network", "data": "@data", "ckpt_dir": "@ckpt_dir",
+                         **({"patch_size": "@patch_size"} if spec.volumetric else {})},
         "loss": loss_config(spec),
         "optimizer": {
             "_target_": "torch.optim.AdamW",
@@ -93,8 +95,7 @@ def _supervised(spec: BundleSpec, network_def: dict[str, Any], epochs: int, lr: 
 
 def _checks(spec: BundleSpec) -> list[str]:
     """What every workflow checks before any work: the overrides, the device, a 3-D bundle's patch."""
-    patch = [f"${RUNTIME}.check_patch_size(@patch_size)"] if spec.volumetric else []
-    return [CHECK_OVERRIDES, CHECK_DEVICE, *patch]
+    return [CHECK_OVERRIDES, CHECK_DEVICE, *patch_check(spec)]
 
 
 def train_config(spec: BundleSpec) -> dict[str, Any]:
@@ -157,6 +158,9 @@ def finetune_config(spec: BundleSpec) -> dict[str, Any]:
         "network_def#baseline_checkpoint": None,
         "network_def#init_checkpoint": "@init_checkpoint",
         "val_interval": 1,
+        # a 3-D model fine-tunes and is exported again at the patch it was trained on (its manifest's)
+        **({"patch_size": f"$@deployed_geometry.get('patch_size') or {list(spec.volume.patch_size)}"}
+           if spec.volumetric else {}),
         "finalize": [f"${RUNTIME}.export_torchscript(@bundle_root, @ckpt_dir, {export_shape(spec)})"],
     }
 

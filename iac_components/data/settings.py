@@ -16,7 +16,8 @@ amos          CT, MRI   1.0 x 1.0       512 x 512     CT [-175, 250] HU; MRI z-s
 msd, nnunet   json      median          auto          CT [-1000, 1000] HU; z-score    from dataset.json
 ============  ========  ==============  ============  ==============================  ==========================
 
-* Slices are axial after reorientation to RAS (axis 2); the slice spacing is kept (no resampling along it).
+* Slices are axial after reorientation to RAS (axis 2); the slice spacing is kept (no resampling along it) unless
+  ``spacing`` has three values (the 3-D bundles' grids: every axis resampled).
 * MRI: z-score per channel over the image's own non-zero voxels (``NormalizeIntensityd(nonzero=True,
   channel_wise=True)``), a mask derived from the image, never from the label.
 * CT: clip to the window and scale to [0, 1] (``ScaleIntensityRanged``). KiTS's window is nnU-Net's 0.5/99.5

@@ -82,6 +82,8 @@ def _basic_unet(in_channels: int, out_channels: int, spatial_dims: int, pretrain
 def _nnunet(in_channels: int, out_channels: int, spatial_dims: int, pretrained: bool, **kwargs: Any) -> nn.Module:
     if "patch_size" not in kwargs:
         raise ValueError("backbone 'nnunet' needs patch_size (and spacing, default (1.0, 1.0)) to plan its topology")
+    if spatial_dims == 2 and len(kwargs.get("spacing") or ()) == 3:  # data resampled in 3-D, planned in its slices
+        kwargs["spacing"] = tuple(kwargs["spacing"])[:2]
     return build_nnunet(in_channels, out_channels, spatial_dims=spatial_dims, **kwargs)
 
 

@@ -86,7 +86,7 @@ def exported(pipeline):
     check_ok(monai_bundle("ckpt_export", "network_def", "--config_file", "configs/inference.json", "--key_in_ckpt",
                           "model", "--use_trace", "True", "--input_shape", "[1, 1, 32, 32, 32]", "--ckpt_file",
                           "models/model.pt", "--filepath", "models/model.ts", cwd=root))  # fmt: skip
-    # at the bundle's own patch (96^3, from inference.json): the program's sizes are dynamic, so it runs at 32^3 too
+    # at the patch the model was trained on (its manifest's 32^3); the program's sizes are dynamic (multiples of 16)
     proc = subprocess.run([sys.executable, "-m", "iac_components", "bundles", "export_program", str(root)],
                           env=subprocess_env(), capture_output=True, text=True, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -209,8 +209,14 @@ def test_finetune_on_one_labelled_volume_reexports_the_3d_model(exported, tmp_pa
     case = sorted(exported.parent.parent.glob("kits_raw*/dataset/case_*"))[0]
     datalist = [{"image": str(case / "imaging.nii.gz"), "label": str(case / "segmentation.nii.gz")}]
     ts_before = (bundle / "models" / "model.ts").read_bytes()
+    # no --patch_size, as MONAI Label runs it: the patch the model was trained on, from its release's manifest
+    assert json.loads((bundle / "models" / "manifest.json").read_text())["patch_size"] == [32, 32, 32]
     run_workflow(bundle / "configs" / "finetune.json", dataset_dir=str(tmp_path / "none"), num_workers=0, device="cpu",
-                 amp=False, patch_size=[32, 32, 32], samples_per_volume=1,
+                 amp=False, samples_per_volume=1,
                  **{"train#dataset#data": datalist, "validate#dataset#data": [], "train#trainer#max_epochs": 1})  # fmt: skip
     assert (bundle / "models" / "model.pt").is_file()
     assert (bundle / "models" / "model.ts").read_bytes() != ts_before
+    import torch
+
+    ts = torch.jit.load(str(bundle / "models" / "model.ts"))
+    assert ts(torch.zeros(1, 1, 32, 32, 32)).shape == (1, 4, 32, 32, 32)

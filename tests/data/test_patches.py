@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -87,3 +89,31 @@ def test_a_patch_the_3d_unet_cannot_take_is_one_line(patch):
     with pytest.raises(SystemExit, match=r"--patch_size .*: give three sizes, each at least 17 voxels"):
         check_patch_size(patch)
     check_patch_size([32, 32, 17])
+
+
+def test_a_3d_bundles_inference_defaults_to_its_own_grid_and_the_models_patch(tmp_path):
+    """inference.json of a 3-D bundle: without any manifest, the bundle's grid (every axis) and patch; with a model's
+    manifest.json, its geometry and the patch it was trained on (MONAI Label cannot pass --patch_size)."""
+    import json
+    import shutil
+
+    from iac_components.bundles.table import get_bundle
+
+    root = tmp_path / "kits_iac_3d"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "bundles" / "kits_iac_3d" / "configs", root / "configs")
+    parser = ConfigParser()
+    parser.read_config(str(root / "configs" / "inference.json"))
+    parser.update({"bundle_root": str(root)})
+    v = get_bundle("kits_iac_3d").volume
+    assert parser.get_parsed_content("spacing") == list(v.spacing) == [1.5, 1.5, 1.5]
+    assert parser.get_parsed_content("spatial_size") == list(v.spatial_size)
+    assert parser.get_parsed_content("patch_size") == list(v.patch_size)
+    (root / "models").mkdir()
+    manifest = {"settings": {"spacing": [10.0, 10.0, 10.0], "spatial_size": [32, 32]}, "patch_size": [32, 32, 48]}
+    (root / "models" / "manifest.json").write_text(json.dumps(manifest))
+    parser = ConfigParser()
+    parser.read_config(str(root / "configs" / "inference.json"))
+    parser.update({"bundle_root": str(root)})
+    assert parser.get_parsed_content("patch_size") == [32, 32, 48]
+    assert parser.get_parsed_content("spacing") == [10.0, 10.0, 10.0]
+    assert list(parser.get_parsed_content("inferer").roi_size) == [32, 32, 48]

@@ -138,3 +138,12 @@ def test_unetplusplus_stack_puts_the_main_output_first_and_returns_it_alone_in_e
     torch.testing.assert_close(main, outs[3])
     torch.testing.assert_close(stacked[:, 0], outs[3])
     torch.testing.assert_close(stacked[:, 1], outs[2])
+
+
+def test_a_2d_nnunet_on_data_resampled_in_3d_plans_on_the_in_plane_spacing():
+    """A 2-D bundle given a three-value --spacing (every axis resampled) plans its DynUNet on the slices' spacing."""
+    from iac_components.networks import build_backbone
+
+    three = build_backbone("nnunet", 1, 2, patch_size=[64, 48], spacing=[1.0, 2.0, 5.0], any_size=False)
+    two = build_backbone("nnunet", 1, 2, patch_size=[64, 48], spacing=[1.0, 2.0], any_size=False)
+    assert three.strides == two.strides and three.kernel_size == two.kernel_size
