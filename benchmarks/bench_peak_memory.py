@@ -115,12 +115,13 @@ def measured_iteration(iteration, device: str, cap_gb: float) -> tuple[int | Non
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before, seconds
 
 
-def _in_a_new_process(case: dict, device: str, cap_gb: float) -> dict:
-    args = [sys.executable, __file__, "--one", json.dumps({**case, "device": device, "cap_gb": cap_gb})]
-    proc = subprocess.run(args, capture_output=True, text=True, check=False)
+def in_a_new_process(script: str, case: dict, *extra: str) -> dict:
+    """``script --one <case>`` in a fresh process (its peak is its own): the row it prints, or a failed row."""
+    proc = subprocess.run([sys.executable, script, "--one", json.dumps(case), *extra], capture_output=True, text=True,
+                          check=False)  # fmt: skip
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {**case, "device": device, "fits": False, "peak_gb": None, "note": f"failed: {last[:200]}"}
+        return {**case, "fits": False, "peak_gb": None, "seconds": None, "note": f"failed: {last[:200]}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -175,7 +176,8 @@ def main(argv: list[str] | None = None) -> dict:
     for name in names:
         for change in [{}] + VARIANTS:
             real = {**REAL, "batch": args.batch, "size": args.size}
-            row = _in_a_new_process({"backbone": name, **real, **change}, args.device, args.cap_gb)
+            row = in_a_new_process(__file__, {"backbone": name, **real, **change, "device": args.device,
+                                              "cap_gb": args.cap_gb})  # fmt: skip
             print(json.dumps(row), flush=True)
             rows.append(row)
             if change == {} and row["fits"] and not args.variants:

@@ -26,7 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench_peak_memory import measured_iteration
+from bench_peak_memory import in_a_new_process, measured_iteration
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CLASSES = 3
@@ -147,14 +147,8 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     cases = [c for b in args.bundles for c in _bundle_cases(b)] if args.bundles else [_case(c) for c in args.cases]
     for case in cases:
-        case = {**case, "device": args.device, "cap_gb": args.cap_gb}
-        proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(case), "--threads", str(args.threads)],
-                              capture_output=True, text=True, check=False)  # fmt: skip
-        if proc.returncode != 0:
-            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            row = {**case, "fits": False, "peak_gb": None, "seconds": None, "note": f"failed: {last[:200]}"}
-        else:
-            row = json.loads(proc.stdout.strip().splitlines()[-1])
+        row = in_a_new_process(__file__, {**case, "device": args.device, "cap_gb": args.cap_gb}, "--threads",
+                               str(args.threads))  # fmt: skip
         print(json.dumps(row), flush=True)
         rows.append(row)
     command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/bench_peak_memory_3d.py", *(argv or sys.argv[1:])])

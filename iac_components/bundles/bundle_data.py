@@ -173,16 +173,27 @@ def check_patch_size(patch_size: Any, halvings: int = 4) -> None:
                    f"U-Net halves the patch {halvings} times), e.g. \"[32, 32, 32]\"")
 
 
-def cached_geometry(cache_dir: str) -> dict[str, list]:
-    """``spacing`` and ``spatial_size`` of the cache in ``cache_dir`` (empty when there is none)."""
+def _manifest(folder: str) -> dict[str, Any]:
+    """``<folder>/manifest.json`` (a cache's, or the one a model is saved beside), or ``{}``."""
     import json
 
-    path = Path(cache_dir) / "manifest.json"
     try:
-        s = json.loads(path.read_text())["settings"]
-        return {k: list(s[k]) for k in ("spacing", "spatial_size") if s.get(k)}
-    except (OSError, ValueError, KeyError, TypeError):
+        m = json.loads((Path(folder) / "manifest.json").read_text())
+    except (OSError, ValueError):
         return {}
+    return m if isinstance(m, dict) else {}
+
+
+def cached_geometry(cache_dir: str) -> dict[str, list]:
+    """``spacing`` and ``spatial_size`` of the cache in ``cache_dir`` (empty when there is none)."""
+    s = _manifest(cache_dir).get("settings")
+    return {k: list(s[k]) for k in ("spacing", "spatial_size") if s.get(k)} if isinstance(s, dict) else {}
+
+
+def recorded_patch(ckpt_dir: str) -> dict[str, list]:
+    """``{"patch_size": [...]}`` a 3-D model recorded beside its weights (``<ckpt_dir>/manifest.json``), or ``{}``."""
+    patch = _manifest(ckpt_dir).get("patch_size")
+    return {"patch_size": [int(v) for v in patch]} if isinstance(patch, list) else {}
 
 
 def _no_dataset(dataset: str, dataset_dir: str) -> Exception:

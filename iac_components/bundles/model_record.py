@@ -91,14 +91,9 @@ def deployed_geometry(ckpt_dir: str, cache_dir: str) -> dict[str, list]:
     ``<ckpt_dir>/manifest.json``, else from the prepared cache (empty: the dataset's defaults), and a 3-D model's
     ``patch_size`` (from ``<ckpt_dir>/manifest.json``). A fine-tune on new data must preprocess as the model was
     trained, not as the new data's own median would say."""
-    import json
+    from iac_components.bundles.bundle_data import recorded_patch
 
-    patch: dict[str, list] = {}
-    try:
-        recorded = json.loads(open(os.path.join(str(ckpt_dir), "manifest.json")).read()).get("patch_size")
-        patch = {"patch_size": [int(v) for v in recorded]} if recorded else {}
-    except (OSError, ValueError, TypeError, AttributeError):
-        pass
+    patch = recorded_patch(ckpt_dir)
     for folder in (ckpt_dir, cache_dir):
         geometry = cached_geometry(str(folder))
         if geometry:
